@@ -1,8 +1,129 @@
-"""The ``dicelab`` command line."""
+"""The ``dicelab`` command line.
+
+Exit codes: 0 success, 1 a run that failed (diverged), 2 a usage, configuration or data error.
+A user mistake prints one message naming the field, the value and what is allowed, never a
+traceback. Commands are listed in ``_COMMANDS``; each adds its arguments to a sub-parser and
+returns an exit status.
+"""
 
 from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from dicelab.exceptions import ConfigError, DicelabError, UnknownNameError
+from dicelab.version import __version__
+
+
+def _add_train(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", type=Path, help="YAML run configuration")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one configuration value, e.g. --set optimizer.lr=0.01 (repeatable)",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="run folder (default: runs/<data>-<model>-s<seed>-<hash>)"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run folder's last checkpoint"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N (overrides the config)")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from dicelab.config import config_hash, load_config
+    from dicelab.train import Trainer
+
+    overrides = list(args.overrides)
+    if args.device:
+        overrides.append(f"device={args.device}")
+    config = load_config(args.config, overrides)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError("--threads", args.threads, "must be >= 1")
+        torch.set_num_threads(args.threads)
+    run_dir = args.out or Path("runs") / _default_run_name(
+        config.data.name, config.model.name, config.seed, config_hash(config)
+    )
+    progress = not args.quiet and sys.stderr.isatty()
+    log = None if args.quiet else _stderr
+    trainer = Trainer(config, run_dir=run_dir, progress=progress, log=log)
+    result = trainer.fit(resume=args.resume)
+    if result.status != "completed":
+        print(f"run {result.status}: {result.message}. Results kept in {run_dir}", file=sys.stderr)
+        return 1
+    parts = [f"test accuracy {result.test_acc:.4f}"]
+    if result.last_val_acc is not None:
+        parts.append(f"last val accuracy {result.last_val_acc:.4f}")
+    parts.append(f"{result.epochs_completed} epochs in {result.wall_time_s:.1f} s")
+    print(f"{', '.join(parts)}; results in {run_dir}")
+    return 0
+
+
+def _default_run_name(data: str, model: str, seed: int, digest: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{data}-{model}")
+    return f"{safe}-s{seed}-{digest[:8]}"
+
+
+def _add_list(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("what", help="datasets or models")
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    if args.what == "datasets":
+        from dicelab.data import list_datasets
+
+        for info in list_datasets():
+            where = "offline" if info.offline else "files or download"
+            print(f"{info.name:<15} {where:<17} {info.description}")
+    elif args.what == "models":
+        from dicelab.models import list_models
+
+        for model in list_models():
+            print(f"{model.name:<12} {model.description}")
+    else:
+        raise UnknownNameError("list", args.what, ["datasets", "models"], kind="listing")
+    return 0
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
+                           Callable[[argparse.Namespace], int]]] = {
+    "train": ("train one configuration", _add_train, _run_train),
+    "list": ("list datasets or models", _add_list, _run_list),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(
+        prog="dicelab", description="Randomness engineering for deep-network training."
+    )
+    parser.add_argument("--version", action="version", version=f"dicelab {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (summary, add_arguments, _run) in _COMMANDS.items():
+        add_arguments(commands.add_parser(name, help=summary, description=summary))
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dicelab`` console script; returns the exit status."""
-    raise NotImplementedError
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command][2](args)
+    except DicelabError as err:
+        print(f"dicelab {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; continue with the same command and --resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,32 @@
+# Two set-up commands for a fresh machine (see README.md):
+#   make demo   - create .venv, install dicelab, train the paper VGG on bundled MNIST data
+#   make test   - create .venv, install dicelab with its test tools, run the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.dicelab-installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	# torch first, from the pinned CPU build, so nothing else can pull a CUDA build.
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt torch==2.13.0
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/dicelab train --set data.name=mnist5k --set model.name=vgg --out runs/demo --resume
+
+test: $(STAMP)
+	$(BIN)/pytest -n 2 --doctest-modules src/dicelab tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_trainer.py
+
+clean:
+	rm -rf $(VENV) runs

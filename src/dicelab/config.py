@@ -1,0 +1,335 @@
+"""The validated run configuration.
+
+A run is described by one :class:`RunConfig`: data, model, optimizer, training, seed, device and
+the randomness techniques. It is read from YAML (:func:`load_config`), overridden with
+``--set key=value`` strings (:func:`apply_overrides`) and checked field by field: an unknown key
+or a bad value raises :class:`~dicelab.exceptions.ConfigError` naming the dotted field path, the
+value received and what is allowed (with "did you mean" for near-miss names). The resolved
+configuration, every default filled in, is what a run folder records (:func:`to_dict`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from dicelab.exceptions import ConfigError, UnknownNameError
+
+
+def spec(default: Any, doc: str, *, check: Callable[[Any], str | None] | None = None) -> Any:
+    """A dataclass field with a one-line description and an optional range check.
+
+    ``check(value)`` returns ``None`` when the value is allowed and otherwise a phrase saying
+    what is allowed ("must be > 0").
+    """
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata={"doc": doc, "check": check})
+    return field(default=default, metadata={"doc": doc, "check": check})
+
+
+def positive(value: float) -> str | None:
+    """Range check: the value must be strictly positive."""
+    return None if value > 0 else "must be > 0"
+
+
+def at_least(low: float) -> Callable[[float], str | None]:
+    """Range check: the value must be ``>= low``."""
+    return lambda value: None if value >= low else f"must be >= {low}"
+
+
+def in_interval(low: float, high: float, *, open_low: bool = False, open_high: bool = False) -> (
+    Callable[[float], str | None]
+):
+    """Range check for an interval; the message writes the interval in the usual notation."""
+
+    def check(value: float) -> str | None:
+        ok_low = value > low if open_low else value >= low
+        ok_high = value < high if open_high else value <= high
+        if ok_low and ok_high:
+            return None
+        return f"must lie in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+
+    return check
+
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+
+
+def _device_check(value: str) -> str | None:
+    return None if _DEVICE.match(value) else "must be auto, cpu, cuda, cuda:N or mps"
+
+
+@dataclass
+class DataConfig:
+    """Which dataset, where its files are, and how it is split."""
+
+    name: str = spec("digits", "dataset name (`dicelab list datasets`) or `module:function`")
+    root: str = spec("data", "folder holding the standard datasets' files and caches")
+    download: bool = spec(False, "fetch missing standard files from the official mirrors")
+    split: Literal["search", "final"] = spec(
+        "search",
+        "search: train on the first 80% of the official training set, validate on the last "
+        "20%; final: train on all of it (no validation)",
+    )
+    val_fraction: float = spec(
+        0.2, "validation share under split=search", check=in_interval(0, 1, open_low=True,
+                                                                      open_high=True)
+    )
+    train_limit: int | None = spec(
+        None, "keep only the first N training examples (quick runs)", check=at_least(1)
+    )
+
+
+@dataclass
+class ModelConfig:
+    """The network: a registered name or `module:function`, its BatchNorm preset and options.
+
+    Any other key under ``model:`` is an option of the chosen model (``model.blocks=2``); it is
+    checked against the model's own parameters when the model is built.
+    """
+
+    name: str = spec("vgg", "model name (`dicelab list models`) or `module:function`")
+    batchnorm: Literal["pytorch", "keras"] = spec(
+        "pytorch",
+        "BatchNorm preset: pytorch (momentum 0.1, eps 1e-5) or keras (the authors' momentum "
+        "0.99 = 0.01 in PyTorch terms, eps 1e-3; combine with train.recalibrate_bn)",
+    )
+    options: dict[str, Any] = spec({}, "model-specific options, written flat under model:")
+
+
+@dataclass
+class OptimizerConfig:
+    """The base optimizer (the paper's three: SGD, SGD with momentum, Adam)."""
+
+    name: Literal["sgd", "momentum", "adam"] = spec(
+        "sgd", "sgd, momentum (SGD with momentum) or adam"
+    )
+    lr: float = spec(1e-3, "learning rate", check=positive)
+    momentum: float = spec(
+        0.9, "momentum of the `momentum` optimizer", check=in_interval(0, 1, open_high=True)
+    )
+    beta1: float = spec(0.9, "Adam's first-moment decay", check=in_interval(0, 1, open_high=True))
+    beta2: float = spec(
+        0.999, "Adam's second-moment decay", check=in_interval(0, 1, open_high=True)
+    )
+    eps: float = spec(1e-7, "Adam's epsilon (Keras default 1e-7)", check=positive)
+    weight_decay: float = spec(0.0, "L2 weight decay (the papers' runs use none)", check=at_least(0))
+
+
+@dataclass
+class TrainConfig:
+    """The training loop."""
+
+    epochs: int = spec(10, "passes over the training set", check=at_least(1))
+    batch_size: int = spec(128, "examples per update", check=at_least(1))
+    eval_batch_size: int = spec(1000, "examples per evaluation forward pass", check=at_least(1))
+    reduction: Literal["mean", "sum"] = spec(
+        "sum",
+        "how per-example losses are reduced before backward: sum is the authors' Keras "
+        "behaviour (the gradient of the batch sum), mean is PyTorch's usual",
+    )
+    shuffle: bool = spec(True, "draw a new example order every epoch (else a fixed order)")
+    recalibrate_bn: bool = spec(
+        False, "recompute BatchNorm statistics on the training set before each evaluation"
+    )
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a run's results."""
+
+    seed: int = spec(0, "run seed; every random stream is derived from it", check=at_least(0))
+    device: str = spec("auto", "auto (cuda when available), cpu, cuda, cuda:N", check=_device_check)
+    data: DataConfig = field(default_factory=DataConfig, metadata={"doc": "dataset"})
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"doc": "network"})
+    optimizer: OptimizerConfig = field(
+        default_factory=OptimizerConfig, metadata={"doc": "base optimizer"}
+    )
+    train: TrainConfig = field(default_factory=TrainConfig, metadata={"doc": "training loop"})
+    techniques: dict[str, Any] = spec(
+        {}, "randomness techniques by name with their hyperparameters (none registered yet)"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and checking
+
+
+def from_dict(data: Mapping[str, Any] | None) -> RunConfig:
+    """Build a :class:`RunConfig` from nested plain data, checking every key and value."""
+    config: RunConfig = _build(RunConfig, data or {}, "")
+    for name in config.techniques:  # the technique catalog registers names here later
+        raise UnknownNameError("techniques", str(name), [], kind="technique")
+    return config
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> (
+    RunConfig
+):
+    """Read a YAML file (or start from the defaults), apply ``key=value`` overrides, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = read_yaml(Path(path))
+    return from_dict(apply_overrides(data, overrides))
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """The mapping stored in a YAML file; malformed files raise :class:`ConfigError`."""
+    if not path.is_file():
+        raise ConfigError("--config", str(path), "no such file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError("--config", str(path), f"is not valid YAML ({err})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("--config", str(path), "must hold a mapping of sections at top level")
+    return data
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: list[str] | tuple[str, ...]) -> (
+    dict[str, Any]
+):
+    """Apply ``dotted.key=value`` strings to nested data (values parsed as YAML scalars)."""
+    result = json.loads(json.dumps(data))  # deep copy of plain data
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError("--set", item, "expected key=value, e.g. optimizer.lr=0.01")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = result
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(
+                    ".".join(parts[: depth + 1]), child, "is a value, not a section"
+                )
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    """Instantiate dataclass ``cls`` from ``data``; ``path`` is the dotted prefix for messages."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(path or "config", data, "must be a mapping of keys to values")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    extra = {k: v for k, v in data.items() if k not in fields}
+    if cls is ModelConfig:
+        # A model's own options sit flat beside name/batchnorm; the model checks them.
+        nested = dict(data.get("options") or {})
+        nested.update(extra)
+        data = {k: v for k, v in data.items() if k in fields} | {"options": nested}
+    elif extra:
+        key = next(iter(extra))
+        raise UnknownNameError(f"{path}.{key}" if path else str(key), str(key), fields, kind="key")
+    values: dict[str, Any] = {}
+    for name, fld in fields.items():
+        sub = f"{path}.{name}" if path else name
+        if name not in data:
+            continue
+        value = _coerce(hints[name], data[name], sub)
+        check = fld.metadata.get("check")
+        if check is not None and value is not None:
+            problem = check(value)
+            if problem:
+                raise ConfigError(sub, data[name], problem)
+        values[name] = value
+    return cls(**values)
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert where it is lossless."""
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path)
+    if origin in (Union, types.UnionType):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        (inner,) = [o for o in options if o is not type(None)]
+        return _coerce(inner, value, path)
+    if origin is Literal:
+        choices = [str(c) for c in get_args(tp)]
+        if value not in get_args(tp):
+            raise UnknownNameError(path, str(value), choices, kind="value")
+        return value
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(path, value, "must be a mapping")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(path, value, "must be true or false")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(path, value, "must be an integer")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(path, value, "must be a number")
+    if tp is str:
+        if isinstance(value, str) and value:
+            return value
+        raise ConfigError(path, value, "must be a non-empty string")
+    raise TypeError(f"unsupported annotation {tp!r} at {path}")  # a bug in this module
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def to_dict(config: RunConfig) -> dict[str, Any]:
+    """Plain nested data for YAML/JSON; model options are written flat under ``model``."""
+    data = dataclasses.asdict(config)
+    options = data["model"].pop("options")
+    data["model"].update(options)
+    return data
+
+
+def to_yaml(config: RunConfig) -> str:
+    """The resolved configuration as YAML (stable key order, as declared)."""
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def config_hash(config: RunConfig) -> str:
+    """A stable SHA-256 of the resolved configuration (what a run's results depend on)."""
+    canonical = json.dumps(to_dict(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def describe_fields(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """(dotted key, default, description) for every field, for docs and ``--help``."""
+    rows: list[tuple[str, Any, str]] = []
+    instance = cls()
+    for fld in dataclasses.fields(cls):
+        key = f"{prefix}{fld.name}"
+        value = getattr(instance, fld.name)
+        if dataclasses.is_dataclass(value):
+            rows.extend(describe_fields(type(value), f"{key}."))
+        else:
+            rows.append((key, value, fld.metadata.get("doc", "")))
+    return rows

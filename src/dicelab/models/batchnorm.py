@@ -1,0 +1,58 @@
+"""Re-estimating BatchNorm running statistics from data.
+
+With a small momentum (Keras' default 0.99, i.e. 0.01 in PyTorch terms) the running mean and
+variance trail the weights by hundreds of steps, so a short run evaluates with statistics
+that belong to a much earlier network. Recomputing them as an exact average over training
+batches, with the final weights, removes that lag.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+_BATCHNORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
+    """Recompute every BatchNorm's running mean/var as the exact average over ``batches``.
+
+    Each layer's momentum is set to ``None`` (PyTorch then keeps a cumulative average: every
+    batch weighs the same, so use batches of equal size), its statistics are reset, the
+    batches go through the model in training mode, and afterwards each layer's momentum and
+    every module's train/eval mode are restored. Parameters are not changed.
+
+    Args:
+        model: the network; a model without BatchNorm layers is left untouched.
+        batches: float inputs already on the model's device.
+
+    Raises:
+        ValueError: ``batches`` is empty (the statistics are then left as they were).
+    """
+    layers = [
+        m for m in model.modules() if isinstance(m, _BATCHNORM_TYPES) and m.track_running_stats
+    ]
+    if not layers:
+        return
+    iterator = iter(batches)
+    first = next(iterator, None)
+    if first is None:
+        raise ValueError("recalibrate_batchnorm needs at least one batch")
+    modes = {m: m.training for m in model.modules()}
+    momenta = [layer.momentum for layer in layers]
+    try:
+        for layer in layers:
+            layer.momentum = None
+            layer.reset_running_stats()
+        model.train()
+        for batch in itertools.chain([first], iterator):
+            model(batch)
+    finally:
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
+        for module, training in modes.items():
+            module.training = training

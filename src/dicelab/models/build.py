@@ -1,0 +1,204 @@
+"""Building a model from its configuration: name, BatchNorm preset and checked options."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import typing
+from collections.abc import Callable, Collection, Mapping
+
+from torch import nn
+
+from dicelab.exceptions import ConfigError, UnknownNameError
+from dicelab.models.base import BATCHNORM_PRESETS, MODELS, ModelInfo
+
+#: Arguments ``build_model`` itself passes to a registered builder; never options.
+_BUILDER_ARGS = frozenset({"input_shape", "num_classes", "bn_momentum", "bn_eps"})
+#: Arguments passed to a custom ``module:function`` model.
+_CUSTOM_ARGS = frozenset({"input_shape", "num_classes"})
+_CUSTOM_EXPECTED = "expected 'package.module:function' naming a function that returns an nn.Module"
+
+
+def list_models() -> list[ModelInfo]:
+    """The registered models, sorted by name."""
+    return [MODELS.get(name) for name in MODELS.names()]
+
+
+def build_model(
+    name: str,
+    *,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    batchnorm: str = "pytorch",
+    options: Mapping[str, object] | None = None,
+) -> nn.Module:
+    """Construct the model ``name`` for inputs ``(B, *input_shape)`` and ``num_classes`` logits.
+
+    Options are checked before construction: each must be a keyword parameter of the builder
+    and match its annotation (``int`` excludes ``bool``; a ``float`` accepts an ``int``;
+    ``tuple[int, ...]``/``list[int]`` accept a list or tuple of integers). Ranges are checked
+    by the builders. Initial weights come from torch's global RNG; the caller seeds it.
+
+    A ``name`` with a colon, ``package.module:function``, is a custom model: the function is
+    imported and called as ``function(input_shape=..., num_classes=..., **options)``; its
+    options are checked the same way as far as its signature and annotations allow. It does
+    not receive the BatchNorm preset.
+
+    Args:
+        name: a registered model (see :func:`list_models`) or ``package.module:function``.
+        input_shape: shape of one example, e.g. ``(1, 28, 28)``.
+        num_classes: number of logits (the model outputs no softmax).
+        batchnorm: a key of :data:`BATCHNORM_PRESETS`.
+        options: model options (``model.<option>`` in configurations).
+
+    Returns:
+        The model, with PyTorch's default initialisation, in training mode.
+
+    Raises:
+        UnknownNameError: unknown model, preset or option (with a suggestion for near misses).
+        ConfigError: an option has the wrong type or range, or a custom model cannot be
+            imported or does not return an ``nn.Module``.
+    """
+    if not isinstance(batchnorm, str) or batchnorm not in BATCHNORM_PRESETS:
+        raise UnknownNameError(
+            "model.batchnorm", str(batchnorm), BATCHNORM_PRESETS, "BatchNorm preset"
+        )
+    shape = tuple(int(d) for d in input_shape)
+    options = dict(options or {})
+    if ":" in name:
+        return _build_custom(name, shape, num_classes, options)
+    builder = MODELS.get(name).builder
+    momentum, eps = BATCHNORM_PRESETS[batchnorm]
+    kwargs = _checked_options(name, builder, options, _BUILDER_ARGS)
+    return builder(
+        input_shape=shape, num_classes=num_classes, bn_momentum=momentum, bn_eps=eps, **kwargs
+    )
+
+
+def _build_custom(
+    spec: str, input_shape: tuple[int, ...], num_classes: int, options: dict[str, object]
+) -> nn.Module:
+    """Import ``package.module:function`` and call it; the result must be an ``nn.Module``."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError("model.name", spec, _CUSTOM_EXPECTED)
+    try:
+        target: object = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            "model.name", spec, _CUSTOM_EXPECTED, hint=f"Cannot import {module_name!r}: {exc}."
+        ) from exc
+    try:
+        for part in attribute.split("."):
+            target = getattr(target, part)
+    except AttributeError:
+        raise ConfigError(
+            "model.name", spec, _CUSTOM_EXPECTED, hint=f"{module_name!r} has no {attribute!r}."
+        ) from None
+    if not callable(target):
+        raise ConfigError("model.name", spec, _CUSTOM_EXPECTED, hint=f"{attribute!r} is not callable.")
+    kwargs = _checked_options(spec, target, options, _CUSTOM_ARGS)
+    signature = _signature(target)
+    if signature is not None:
+        try:
+            signature.bind(input_shape=input_shape, num_classes=num_classes, **kwargs)
+        except TypeError as exc:
+            raise ConfigError(
+                "model.name",
+                spec,
+                "expected a function callable as f(input_shape=..., num_classes=..., **options)",
+                hint=f"{exc}.",
+            ) from exc
+    model = target(input_shape=input_shape, num_classes=num_classes, **kwargs)
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            "model.name", spec, _CUSTOM_EXPECTED, hint=f"It returned a {type(model).__name__}."
+        )
+    return model
+
+
+def _signature(builder: Callable[..., object]) -> inspect.Signature | None:
+    """The builder's signature, or ``None`` where Python cannot tell (some C callables)."""
+    try:
+        return inspect.signature(builder)
+    except (TypeError, ValueError):
+        return None
+
+
+def _checked_options(
+    model: str,
+    builder: Callable[..., object],
+    options: Mapping[str, object],
+    passed: Collection[str],
+) -> dict[str, object]:
+    """``options`` checked against ``builder``'s keyword parameters and their annotations.
+
+    Args:
+        model: the model's name, for messages.
+        builder: the callable that will receive the options.
+        options: the options from the configuration.
+        passed: arguments the caller passes itself; they are never options.
+
+    Returns:
+        The options, floats converted to ``float`` and integer lists to the annotated type.
+    """
+    signature = _signature(builder)
+    allowed: list[str] = []
+    takes_any = signature is None
+    if signature is not None:
+        for parameter in signature.parameters.values():
+            if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                takes_any = True
+            elif parameter.kind in (
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                inspect.Parameter.KEYWORD_ONLY,
+            ) and parameter.name not in passed:
+                allowed.append(parameter.name)
+    for key in options:
+        if key in passed or not (takes_any or key in allowed):
+            raise UnknownNameError(f"model.{key}", str(key), allowed, f"option of model {model!r}")
+    hints = _type_hints(builder)
+    return {key: _check_type(f"model.{key}", value, hints.get(key)) for key, value in options.items()}
+
+
+def _type_hints(builder: Callable[..., object]) -> dict[str, object]:
+    """Resolved annotations of the builder (of ``__init__`` for a class); ``{}`` if unresolvable."""
+    target = builder.__init__ if inspect.isclass(builder) else builder
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # annotations naming something undefined: leave the values unchecked
+        return {}
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_type(field: str, value: object, hint: object) -> object:
+    """``value`` if it fits the annotation ``hint`` (converted where lossless), else raise.
+
+    Checked annotations: ``bool``, ``int``, ``float``, ``str``, ``tuple[int, ...]`` and
+    ``list[int]``; values for any other annotation pass unchecked.
+    """
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(field, value, "expected true or false")
+        return value
+    if hint is int:
+        if not _is_int(value):
+            raise ConfigError(field, value, "expected an integer")
+        return value
+    if hint is float:
+        if not (_is_int(value) or isinstance(value, float)):
+            raise ConfigError(field, value, "expected a number")
+        return float(typing.cast(float, value))
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(field, value, "expected a string")
+        return value
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if (origin is tuple and args == (int, ...)) or (origin is list and args == (int,)):
+        if not isinstance(value, (list, tuple)) or not all(_is_int(v) for v in value):
+            raise ConfigError(field, value, "expected a list of integers")
+        return origin(value)
+    return value

@@ -1,0 +1,377 @@
+"""The reference trainer: in-memory mini-batches, per-example losses, resumable runs.
+
+One training step, in order: take the batch's examples (uint8 on the device) and convert them
+to float → forward → per-example cross-entropy (B,) → reduce (``sum`` as the authors' Keras
+code differentiates, or ``mean``) → backward → optimizer step. Randomness techniques will act on
+exactly these points; none is built in here.
+
+A run folder holds ``config.yaml`` (the resolved configuration), ``metrics.jsonl`` (one line per
+epoch), ``checkpoint.pt`` (written atomically after every epoch), ``model.pt`` (final weights)
+and ``result.json``. ``fit(resume=True)`` continues from the checkpoint and reaches the same
+final weights as an uninterrupted run, bit for bit on CPU, because every random stream's state
+is checkpointed with the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+import dicelab
+from dicelab import _atomic
+from dicelab.config import RunConfig, config_hash, to_yaml
+from dicelab.data import DataBundle, Split, load_data, to_float
+from dicelab.exceptions import ConfigError, RunError
+from dicelab.models import build_model
+from dicelab.models.batchnorm import recalibrate_batchnorm
+from dicelab.optim import build_optimizer
+from dicelab.rng import RandomStreams, derive_seed, isolated_global_rng
+
+CHECKPOINT = "checkpoint.pt"
+RESULT = "result.json"
+METRICS = "metrics.jsonl"
+CONFIG = "config.yaml"
+FINAL_WEIGHTS = "model.pt"
+
+# Steps between divergence checks: each check syncs with the device, so it is not every step.
+_FINITE_CHECK_EVERY = 16
+
+
+@dataclass
+class RunResult:
+    """What a finished (or stopped) run reports; written to ``result.json``."""
+
+    status: str  # "completed" or "diverged"
+    epochs_completed: int
+    last_val_acc: float | None
+    best_val_acc: float | None
+    best_epoch: int | None
+    test_acc: float | None
+    test_loss: float | None
+    updates: int
+    examples_seen: int
+    wall_time_s: float
+    config_hash: str
+    git_commit: str | None
+    dicelab_version: str
+    torch_version: str
+    device: str
+    message: str = ""
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for a configuration's ``device`` value."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", name, "CUDA is not available here; use cpu or auto")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device", name, "MPS is not available here; use cpu or auto")
+    return device
+
+
+def git_commit() -> str | None:
+    """The commit of the dicelab source tree, with ``-dirty`` if it has local changes."""
+    source = Path(dicelab.__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}-dirty" if dirty else commit
+
+
+class Trainer:
+    """Trains one configuration; optionally records everything in a run folder.
+
+    Args:
+        config: the validated run configuration.
+        run_dir: folder for config, metrics, checkpoints and result; ``None`` writes nothing.
+        progress: show a progress bar with ETA on stderr.
+        log: called with one line per epoch (and notices); ``None`` is silent.
+
+    Example:
+        >>> from dicelab.config import load_config
+        >>> cfg = load_config(overrides=["train.epochs=1", "data.train_limit=64", "device=cpu"])
+        >>> result = Trainer(cfg).fit()
+        >>> result.status
+        'completed'
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        *,
+        run_dir: str | Path | None = None,
+        progress: bool = False,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.progress = progress
+        self.log = log or (lambda _line: None)
+        self.device = resolve_device(config.device)
+        self.config_hash = config_hash(config)
+        self.streams = RandomStreams(config.seed)
+        d = config.data
+        self.data: DataBundle = load_data(
+            d.name, root=d.root, download=d.download, split=d.split,
+            val_fraction=d.val_fraction, train_limit=d.train_limit,
+        ).to(self.device)
+        with isolated_global_rng(derive_seed(config.seed, "model_init")):
+            model = build_model(
+                config.model.name,
+                input_shape=self.data.input_shape,
+                num_classes=self.data.num_classes,
+                batchnorm=config.model.batchnorm,
+                options=config.model.options,
+            )
+        self.model: nn.Module = model.to(self.device)
+        self.optimizer = build_optimizer(config.optimizer, self.model.parameters())
+        self.epoch = 0
+        self.updates = 0
+        self.examples_seen = 0
+        self.history: list[dict[str, Any]] = []
+        self.elapsed = 0.0
+        self._global_rng: torch.Tensor | None = None
+
+    # -- one epoch ------------------------------------------------------------------------
+
+    def _batches(self, split: Split, batch_size: int, order: torch.Tensor | None) -> Iterator[
+        tuple[torch.Tensor, torch.Tensor]
+    ]:
+        """Mini-batches of ``split`` (float inputs, labels), in ``order`` or stored order."""
+        for start in range(0, len(split), batch_size):
+            if order is None:
+                yield to_float(split.x[start : start + batch_size]), split.y[
+                    start : start + batch_size
+                ]
+            else:
+                idx = order[start : start + batch_size]
+                yield to_float(split.x[idx]), split.y[idx]
+
+    def train_epoch(self, bar: tqdm | None = None) -> dict[str, float] | None:
+        """One pass over the training set; the epoch's metrics, or ``None`` if it diverged."""
+        cfg = self.config.train
+        train = self.data.train
+        order = None
+        if cfg.shuffle:
+            order = torch.randperm(len(train), generator=self.streams.generator("data_order"))
+            order = order.to(self.device)
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        for step, (x, y) in enumerate(self._batches(train, cfg.batch_size, order), 1):
+            logits = self.model(x)
+            per_example = F.cross_entropy(logits, y, reduction="none")  # (B,)
+            loss = per_example.sum() if cfg.reduction == "sum" else per_example.mean()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.updates += 1
+            self.examples_seen += len(y)
+            loss_sum += per_example.detach().sum()
+            correct += (logits.detach().argmax(1) == y).sum()
+            if bar is not None:
+                bar.update(1)
+            if step % _FINITE_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
+                return None
+        if not torch.isfinite(loss_sum):
+            return None
+        return {"train_loss": loss_sum.item() / len(train), "train_acc": correct.item() / len(train)}
+
+    @torch.no_grad()
+    def evaluate(self, split: Split) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy on ``split`` in evaluation mode."""
+        if self.config.train.recalibrate_bn:
+            recalibrate_batchnorm(
+                self.model,
+                (x for x, _ in self._batches(self.data.train, self.config.train.batch_size, None)),
+            )
+        was_training = self.model.training
+        self.model.eval()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        for x, y in self._batches(split, self.config.train.eval_batch_size, None):
+            logits = self.model(x)
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+        self.model.train(was_training)
+        return loss_sum.item() / len(split), correct.item() / len(split)
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this run exactly: weights, optimizer, RNG states."""
+        return {
+            "epoch": self.epoch,
+            "updates": self.updates,
+            "examples_seen": self.examples_seen,
+            "elapsed": self.elapsed,
+            "history": self.history,
+            "config_hash": self.config_hash,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "streams": self.streams.state_dict(),
+            "global_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state saved by :meth:`state_dict` (the global RNG on the next fit)."""
+        if state["config_hash"] != self.config_hash:
+            raise RunError(
+                "the checkpoint was written by a different configuration "
+                f"(hash {state['config_hash'][:12]}, this one {self.config_hash[:12]}); "
+                "resume with the run's own config.yaml or start a new run folder"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.streams.load_state_dict(state["streams"])
+        self.epoch = state["epoch"]
+        self.updates = state["updates"]
+        self.examples_seen = state["examples_seen"]
+        self.elapsed = state["elapsed"]
+        self.history = list(state["history"])
+        self._global_rng = state["global_rng"]
+
+    def _prepare_run_dir(self, resume: bool) -> None:
+        assert self.run_dir is not None
+        checkpoint = self.run_dir / CHECKPOINT
+        if resume and checkpoint.is_file():
+            try:
+                state = torch.load(checkpoint, map_location=self.device, weights_only=True)
+            except Exception as err:  # a checkpoint we cannot read is a user-facing problem
+                raise RunError(f"cannot read {checkpoint}: {err}") from None
+            self.load_state_dict(state)
+            self.log(f"resuming {self.run_dir} after epoch {self.epoch}")
+        elif not resume and any(
+            (self.run_dir / name).exists() for name in (CHECKPOINT, RESULT, METRICS)
+        ):
+            raise RunError(
+                f"{self.run_dir} already holds a run; pass --resume to continue it, or choose "
+                "another folder with --out"
+            )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        _atomic.write_text(self.run_dir / CONFIG, to_yaml(self.config))
+        self._write_metrics()
+
+    def _write_metrics(self) -> None:
+        if self.run_dir is not None:
+            lines = "".join(_json_line(row) for row in self.history)
+            _atomic.write_text(self.run_dir / METRICS, lines)
+
+    # -- the run --------------------------------------------------------------------------
+
+    def fit(self, *, resume: bool = False) -> RunResult:
+        """Train for the configured epochs (continuing a checkpoint if ``resume``)."""
+        if self.run_dir is not None:
+            self._prepare_run_dir(resume)
+        global_seed = derive_seed(self.config.seed, "torch_global")
+        with isolated_global_rng(global_seed, self.device):
+            if self._global_rng is not None:
+                torch.set_rng_state(self._global_rng)
+            return self._fit()
+
+    def _fit(self) -> RunResult:
+        cfg = self.config.train
+        steps = math.ceil(len(self.data.train) / cfg.batch_size)
+        status, message = "completed", ""
+        with tqdm(
+            total=cfg.epochs * steps, initial=self.epoch * steps, disable=not self.progress,
+            unit="step", dynamic_ncols=True, desc=f"{self.config.data.name}/{self.config.model.name}",
+        ) as bar:
+            say = tqdm.write if self.progress else self.log
+            while self.epoch < cfg.epochs:
+                start = time.perf_counter()
+                metrics = self.train_epoch(bar)
+                if metrics is None:
+                    status = "diverged"
+                    message = (
+                        f"training loss became NaN or infinite in epoch {self.epoch + 1}; "
+                        f"the last finite state (epoch {self.epoch}) is kept"
+                    )
+                    say(message)
+                    break
+                if self.data.val is not None:
+                    metrics["val_loss"], metrics["val_acc"] = self.evaluate(self.data.val)
+                self.epoch += 1
+                seconds = time.perf_counter() - start
+                self.elapsed += seconds
+                row = {"epoch": self.epoch, **metrics, "lr": self.optimizer.param_groups[0]["lr"],
+                       "updates": self.updates, "examples_seen": self.examples_seen,
+                       "epoch_time_s": seconds, "time_s": self.elapsed}
+                self.history.append(row)
+                if self.run_dir is not None:
+                    _atomic.torch_save(self.run_dir / CHECKPOINT, self.state_dict())
+                    self._write_metrics()
+                bar.set_postfix(_postfix(row))
+                say(_epoch_line(row, cfg.epochs))
+        return self._finish(status, message)
+
+    def _finish(self, status: str, message: str) -> RunResult:
+        test_loss = test_acc = None
+        if status == "completed":
+            test_loss, test_acc = self.evaluate(self.data.test)
+        val_rows = [row for row in self.history if "val_acc" in row]
+        best = max(val_rows, key=lambda row: row["val_acc"], default=None)
+        result = RunResult(
+            status=status,
+            epochs_completed=self.epoch,
+            last_val_acc=val_rows[-1]["val_acc"] if val_rows else None,
+            best_val_acc=best["val_acc"] if best else None,
+            best_epoch=best["epoch"] if best else None,
+            test_acc=test_acc,
+            test_loss=test_loss,
+            updates=self.updates,
+            examples_seen=self.examples_seen,
+            wall_time_s=self.elapsed,
+            config_hash=self.config_hash,
+            git_commit=git_commit(),
+            dicelab_version=dicelab.__version__,
+            torch_version=torch.__version__,
+            device=str(self.device),
+            message=message,
+        )
+        if self.run_dir is not None:
+            if status == "completed":
+                _atomic.torch_save(self.run_dir / FINAL_WEIGHTS, self.model.state_dict())
+            _atomic.write_json(self.run_dir / RESULT, asdict(result))
+        return result
+
+
+def _json_line(row: dict[str, Any]) -> str:
+    return json.dumps(row) + "\n"
+
+
+def _postfix(row: dict[str, Any]) -> dict[str, str]:
+    shown = {"loss": f"{row['train_loss']:.4f}", "acc": f"{row['train_acc']:.4f}"}
+    if "val_acc" in row:
+        shown["val_acc"] = f"{row['val_acc']:.4f}"
+    return shown
+
+
+def _epoch_line(row: dict[str, Any], epochs: int) -> str:
+    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.4f}",
+             f"acc {row['train_acc']:.4f}"]
+    if "val_acc" in row:
+        parts += [f"val_loss {row['val_loss']:.4f}", f"val_acc {row['val_acc']:.4f}"]
+    parts.append(f"{row['epoch_time_s']:.1f}s")
+    return "  ".join(parts)

@@ -1,0 +1,130 @@
+"""The run configuration: defaults, YAML, overrides, and the messages for bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dicelab.config import (
+    RunConfig,
+    apply_overrides,
+    config_hash,
+    describe_fields,
+    from_dict,
+    load_config,
+    to_dict,
+    to_yaml,
+)
+from dicelab.exceptions import ConfigError, UnknownNameError
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    config = load_config()
+    assert config.data.name == "digits"
+    assert config.model.name == "vgg"
+    assert config.optimizer.name == "sgd" and config.optimizer.lr == 1e-3
+    assert config.train.batch_size == 128 and config.train.reduction == "sum"
+    assert config.techniques == {}
+
+
+def test_yaml_then_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("seed: 3\noptimizer:\n  name: adam\n  lr: 1e-2\nmodel:\n  blocks: 2\n")
+    config = load_config(path, ["optimizer.lr=0.5", "train.epochs=2"])
+    assert config.seed == 3
+    assert config.optimizer.name == "adam"
+    assert config.optimizer.lr == 0.5  # the override wins over the file
+    assert config.train.epochs == 2
+    assert config.model.options == {"blocks": 2}
+
+
+def test_yaml_scientific_notation_is_a_float() -> None:
+    # PyYAML reads "1e-3" as a string; a float field must still take it.
+    assert load_config(overrides=["optimizer.lr=1e-4"]).optimizer.lr == 1e-4
+
+
+def test_resolved_config_round_trips() -> None:
+    config = load_config(overrides=["model.width=16", "seed=7"])
+    again = from_dict(yaml.safe_load(to_yaml(config)))
+    assert again == config
+    assert config_hash(again) == config_hash(config)
+    assert to_dict(config)["model"]["width"] == 16
+
+
+def test_hash_changes_with_any_value() -> None:
+    base = config_hash(RunConfig())
+    assert config_hash(load_config(overrides=["seed=1"])) != base
+    assert config_hash(load_config(overrides=["model.blocks=2"])) != base
+
+
+@pytest.mark.parametrize(
+    ("override", "field", "words"),
+    [
+        ("optimizer.lr=-1", "optimizer.lr", "must be > 0"),
+        ("optimizer.lr=fast", "optimizer.lr", "must be a number"),
+        ("train.epochs=1.5", "train.epochs", "integer"),
+        ("train.epochs=0", "train.epochs", ">= 1"),
+        ("data.val_fraction=1", "data.val_fraction", "(0, 1)"),
+        ("train.shuffle=maybe", "train.shuffle", "true or false"),
+        ("device=gpu", "device", "cpu"),
+        ("seed=-2", "seed", ">= 0"),
+    ],
+)
+def test_bad_values_name_field_value_and_rule(override: str, field: str, words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=[override])
+    message = str(info.value)
+    assert info.value.field == field
+    assert message.startswith(f"{field}: got ")
+    assert words in message
+
+
+def test_unknown_key_suggests_the_close_one() -> None:
+    with pytest.raises(UnknownNameError) as info:
+        load_config(overrides=["optimizer.momentm=0.5"])
+    assert "optimizer.momentm" in str(info.value)
+    assert "Did you mean 'momentum'?" in str(info.value)
+
+
+def test_unknown_choice_suggests_the_close_one() -> None:
+    with pytest.raises(UnknownNameError, match="Did you mean 'adam'"):
+        load_config(overrides=["optimizer.name=adma"])
+
+
+def test_unknown_section_and_unknown_technique() -> None:
+    with pytest.raises(UnknownNameError, match="Did you mean 'train'"):
+        from_dict({"trian": {"epochs": 1}})
+    with pytest.raises(UnknownNameError, match="technique"):
+        load_config(overrides=["techniques.gradient_noise.eta=0.1"])
+
+
+@pytest.mark.parametrize("bad", ["seed", "=3", "a..b=1"])
+def test_malformed_override(bad: str) -> None:
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides({}, [bad])
+
+
+def test_override_cannot_descend_into_a_value() -> None:
+    with pytest.raises(ConfigError, match="not a section"):
+        apply_overrides({}, ["seed=1", "seed.x=2"])
+
+
+def test_malformed_or_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(listing)
+
+
+def test_every_field_is_documented() -> None:
+    rows = describe_fields()
+    assert {key for key, _, _ in rows} >= {"seed", "optimizer.lr", "train.reduction"}
+    assert all(doc for _, _, doc in rows)
