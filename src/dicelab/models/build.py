@@ -96,7 +96,9 @@ def _build_custom(
             "model.name", spec, _CUSTOM_EXPECTED, hint=f"{module_name!r} has no {attribute!r}."
         ) from None
     if not callable(target):
-        raise ConfigError("model.name", spec, _CUSTOM_EXPECTED, hint=f"{attribute!r} is not callable.")
+        raise ConfigError(
+            "model.name", spec, _CUSTOM_EXPECTED, hint=f"{attribute!r} is not callable."
+        )
     kwargs = _checked_options(spec, target, options, _CUSTOM_ARGS)
     signature = _signature(target)
     if signature is not None:
@@ -149,20 +151,26 @@ def _checked_options(
         for parameter in signature.parameters.values():
             if parameter.kind is inspect.Parameter.VAR_KEYWORD:
                 takes_any = True
-            elif parameter.kind in (
-                inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                inspect.Parameter.KEYWORD_ONLY,
-            ) and parameter.name not in passed:
+            elif (
+                parameter.kind
+                in (
+                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                    inspect.Parameter.KEYWORD_ONLY,
+                )
+                and parameter.name not in passed
+            ):
                 allowed.append(parameter.name)
     for key in options:
         if key in passed or not (takes_any or key in allowed):
             raise UnknownNameError(f"model.{key}", str(key), allowed, f"option of model {model!r}")
     hints = _type_hints(builder)
-    return {key: _check_type(f"model.{key}", value, hints.get(key)) for key, value in options.items()}
+    return {
+        key: _check_type(f"model.{key}", value, hints.get(key)) for key, value in options.items()
+    }
 
 
 def _type_hints(builder: Callable[..., object]) -> dict[str, object]:
-    """Resolved annotations of the builder (of ``__init__`` for a class); ``{}`` if unresolvable."""
+    """Resolved annotations of the builder (of its ``__init__`` if a class); may be empty."""
     target = builder.__init__ if inspect.isclass(builder) else builder
     try:
         return typing.get_type_hints(target)

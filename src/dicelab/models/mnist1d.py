@@ -47,7 +47,9 @@ class ConvNet1D(nn.Module):
     ) -> None:
         super().__init__()
         if len(input_shape) not in (1, 2) or input_shape[-1] < 3:
-            raise input_rank_error("cnn1d", "(length,) or (channels, length), length ≥ 3", input_shape)
+            raise input_rank_error(
+                "cnn1d", "(length,) or (channels, length), length ≥ 3", input_shape
+            )
         require_at_least("channels", channels, 1)
         length = int(input_shape[-1])
         in_channels = int(input_shape[0]) if len(input_shape) == 2 else 1

@@ -46,7 +46,9 @@ class BasicBlock(nn.Module):
         return self.relu2(out + self.shortcut(x))
 
 
-@register_model("resnet18", "CIFAR ResNet-18: 3×3 stem, no max-pool, BasicBlocks [2,2,2,2] (images)")
+@register_model(
+    "resnet18", "CIFAR ResNet-18: 3×3 stem, no max-pool, BasicBlocks [2,2,2,2] (images)"
+)
 class ResNet18(nn.Module):
     """ResNet-18 for small images.
 

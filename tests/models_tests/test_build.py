@@ -1,0 +1,187 @@
+"""build_model: presets, option checks and custom ``module:function`` models."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from torch import nn
+
+from dicelab.exceptions import ConfigError, UnknownNameError
+from dicelab.models import BATCHNORM_PRESETS, MODELS, build_model
+
+DIGITS = (1, 8, 8)
+
+
+def _batchnorms(model: nn.Module) -> list[nn.BatchNorm2d]:
+    return [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+@pytest.mark.parametrize("preset", sorted(BATCHNORM_PRESETS))
+def test_batchnorm_preset_is_applied(preset: str) -> None:
+    momentum, eps = BATCHNORM_PRESETS[preset]
+    for name in ("vgg", "wideresnet"):
+        options = {"depth": 10, "widen": 1} if name == "wideresnet" else None
+        model = build_model(
+            name, input_shape=DIGITS, num_classes=10, batchnorm=preset, options=options
+        )
+        layers = _batchnorms(model)
+        assert layers and all(bn.momentum == momentum and bn.eps == eps for bn in layers)
+
+
+def test_keras_preset_values() -> None:
+    model = build_model("vgg", input_shape=DIGITS, num_classes=10, batchnorm="keras")
+    bn = _batchnorms(model)[0]
+    assert (bn.momentum, bn.eps) == (0.01, 1e-3)
+
+
+def test_unknown_preset() -> None:
+    with pytest.raises(UnknownNameError, match="Did you mean 'keras'") as info:
+        build_model("vgg", input_shape=DIGITS, num_classes=10, batchnorm="kears")
+    assert info.value.field == "model.batchnorm"
+
+
+def test_unknown_model_suggests() -> None:
+    with pytest.raises(UnknownNameError, match="Did you mean 'resnet18'") as info:
+        build_model("resnet81", input_shape=DIGITS, num_classes=10)
+    assert info.value.field == "model.name"
+
+
+def test_unknown_option_suggests() -> None:
+    with pytest.raises(UnknownNameError, match="Did you mean 'blocks'") as info:
+        build_model("vgg", input_shape=DIGITS, num_classes=10, options={"blocs": 2})
+    assert info.value.field == "model.blocs"
+    assert "blocks, dense, width" in str(info.value)
+
+
+@pytest.mark.parametrize("key", ["input_shape", "num_classes", "bn_momentum", "bn_eps"])
+def test_builder_arguments_are_not_options(key: str) -> None:
+    with pytest.raises(UnknownNameError, match=rf"model\.{key}"):
+        build_model("vgg", input_shape=DIGITS, num_classes=10, options={key: 1})
+
+
+@pytest.mark.parametrize("value", ["3", True, 2.0, None])
+def test_wrong_option_type(value: object) -> None:
+    with pytest.raises(ConfigError, match="expected an integer") as info:
+        build_model("vgg", input_shape=DIGITS, num_classes=10, options={"blocks": value})
+    assert info.value.field == "model.blocks"
+    assert not isinstance(info.value, UnknownNameError)
+
+
+@pytest.mark.parametrize(
+    ("name", "option"),
+    [("vgg", "dense"), ("fc", "layers"), ("mlp1d", "hidden"), ("wideresnet", "widen")],
+)
+def test_option_below_range(name: str, option: str) -> None:
+    shape = (40,) if name == "mlp1d" else DIGITS
+    with pytest.raises(ConfigError, match=rf"model\.{option}.*≥ 1"):
+        build_model(name, input_shape=shape, num_classes=10, options={option: 0})
+
+
+def test_options_are_forwarded() -> None:
+    model = build_model(
+        "fc", input_shape=DIGITS, num_classes=4, options={"layers": 3, "neurons": 9}
+    )
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(64, 9), (9, 9), (9, 9), (9, 4)]
+
+
+def test_every_registered_model_is_listed_under_its_name() -> None:
+    assert all(MODELS.get(name).name == name for name in MODELS.names())
+
+
+@pytest.fixture()
+def custom_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    name = f"custom_models_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(
+        textwrap.dedent("""
+        from __future__ import annotations
+
+        import math
+
+        from torch import nn
+
+
+        def tiny(*, input_shape, num_classes, hidden: int = 4, sizes: tuple[int, ...] = ()):
+            net = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), hidden),
+                                nn.ReLU(), nn.Linear(hidden, num_classes))
+            net.sizes = sizes
+            return net
+
+
+        def flexible(input_shape, num_classes, **options):
+            net = nn.Linear(math.prod(input_shape), num_classes)
+            net.options = options
+            return net
+
+
+        def needs_more(*, input_shape, num_classes, depth: int):
+            return nn.Identity()
+
+
+        def not_a_model(*, input_shape, num_classes):
+            return "a string"
+
+
+        NOT_CALLABLE = 3
+    """)
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+def test_custom_model_with_options(custom_module: str) -> None:
+    model = build_model(
+        f"{custom_module}:tiny",
+        input_shape=DIGITS,
+        num_classes=3,
+        options={"hidden": 5, "sizes": [1, 2]},
+    )
+    assert model[1].out_features == 5 and model[3].out_features == 3
+    assert model.sizes == (1, 2)
+
+
+def test_custom_model_checks_options(custom_module: str) -> None:
+    with pytest.raises(UnknownNameError, match="Did you mean 'hidden'"):
+        build_model(
+            f"{custom_module}:tiny", input_shape=DIGITS, num_classes=3, options={"hiden": 5}
+        )
+    with pytest.raises(ConfigError, match="expected a list of integers"):
+        build_model(
+            f"{custom_module}:tiny", input_shape=DIGITS, num_classes=3, options={"sizes": [1, "2"]}
+        )
+
+
+def test_custom_model_with_var_keywords(custom_module: str) -> None:
+    model = build_model(
+        f"{custom_module}:flexible",
+        input_shape=DIGITS,
+        num_classes=3,
+        options={"anything": 1, "bn_eps": 0.5},
+    )
+    assert model.options == {"anything": 1, "bn_eps": 0.5}
+
+
+def test_custom_model_missing_argument(custom_module: str) -> None:
+    with pytest.raises(ConfigError, match="depth") as info:
+        build_model(f"{custom_module}:needs_more", input_shape=DIGITS, num_classes=3)
+    assert info.value.field == "model.name"
+
+
+@pytest.mark.parametrize(
+    ("attribute", "message"),
+    [("not_a_model", "returned a str"), ("NOT_CALLABLE", "not callable"), ("missing", "has no")],
+)
+def test_custom_model_errors(custom_module: str, attribute: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        build_model(f"{custom_module}:{attribute}", input_shape=DIGITS, num_classes=3)
+    assert info.value.field == "model.name"
+    assert "package.module:function" in str(info.value)
+
+
+@pytest.mark.parametrize("spec", ["no_such_module_xyz:f", ":f", "os:"])
+def test_custom_model_bad_spec(spec: str) -> None:
+    with pytest.raises(ConfigError, match="package.module:function") as info:
+        build_model(spec, input_shape=DIGITS, num_classes=3)
+    assert info.value.field == "model.name"
