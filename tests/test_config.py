@@ -37,7 +37,7 @@ def test_yaml_then_overrides(tmp_path: Path) -> None:
     assert config.optimizer.name == "adam"
     assert config.optimizer.lr == 0.5  # the override wins over the file
     assert config.train.epochs == 2
-    assert config.model.options == {"blocks": 2}
+    assert config.model.options == {"blocks": 2, "width": 32, "dense": 128}  # defaults filled
 
 
 def test_yaml_scientific_notation_is_a_float() -> None:

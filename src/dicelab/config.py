@@ -46,9 +46,9 @@ def at_least(low: float) -> Callable[[float], str | None]:
     return lambda value: None if value >= low else f"must be >= {low}"
 
 
-def in_interval(low: float, high: float, *, open_low: bool = False, open_high: bool = False) -> (
-    Callable[[float], str | None]
-):
+def in_interval(
+    low: float, high: float, *, open_low: bool = False, open_high: bool = False
+) -> Callable[[float], str | None]:
     """Range check for an interval; the message writes the interval in the usual notation."""
 
     def check(value: float) -> str | None:
@@ -81,8 +81,9 @@ class DataConfig:
         "20%; final: train on all of it (no validation)",
     )
     val_fraction: float = spec(
-        0.2, "validation share under split=search", check=in_interval(0, 1, open_low=True,
-                                                                      open_high=True)
+        0.2,
+        "validation share under split=search",
+        check=in_interval(0, 1, open_low=True, open_high=True),
     )
     train_limit: int | None = spec(
         None, "keep only the first N training examples (quick runs)", check=at_least(1)
@@ -122,7 +123,9 @@ class OptimizerConfig:
         0.999, "Adam's second-moment decay", check=in_interval(0, 1, open_high=True)
     )
     eps: float = spec(1e-7, "Adam's epsilon (Keras default 1e-7)", check=positive)
-    weight_decay: float = spec(0.0, "L2 weight decay (the papers' runs use none)", check=at_least(0))
+    weight_decay: float = spec(
+        0.0, "L2 weight decay (the papers' runs use none)", check=at_least(0)
+    )
 
 
 @dataclass
@@ -148,7 +151,9 @@ class RunConfig:
     """Everything that determines a run's results."""
 
     seed: int = spec(0, "run seed; every random stream is derived from it", check=at_least(0))
-    device: str = spec("auto", "auto (cuda when available), cpu, cuda, cuda:N", check=_device_check)
+    device: str = spec(
+        "auto", "auto (cuda when available), cpu, cuda, cuda:N", check=_device_check
+    )
     data: DataConfig = field(default_factory=DataConfig, metadata={"doc": "dataset"})
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"doc": "network"})
     optimizer: OptimizerConfig = field(
@@ -166,15 +171,21 @@ class RunConfig:
 
 def from_dict(data: Mapping[str, Any] | None) -> RunConfig:
     """Build a :class:`RunConfig` from nested plain data, checking every key and value."""
+    from dicelab.data import DATASETS
+    from dicelab.models.build import resolve_options
+
     config: RunConfig = _build(RunConfig, data or {}, "")
+    if ":" not in config.data.name:
+        DATASETS.get(config.data.name)  # an unknown name fails here, before any work
+    config.model.options = resolve_options(config.model.name, config.model.options)
     for name in config.techniques:  # the technique catalog registers names here later
         raise UnknownNameError("techniques", str(name), [], kind="technique")
     return config
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> (
-    RunConfig
-):
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> RunConfig:
     """Read a YAML file (or start from the defaults), apply ``key=value`` overrides, validate."""
     data: dict[str, Any] = {}
     if path is not None:
@@ -197,9 +208,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def apply_overrides(data: Mapping[str, Any], overrides: list[str] | tuple[str, ...]) -> (
-    dict[str, Any]
-):
+def apply_overrides(
+    data: Mapping[str, Any], overrides: list[str] | tuple[str, ...]
+) -> dict[str, Any]:
     """Apply ``dotted.key=value`` strings to nested data (values parsed as YAML scalars)."""
     result = json.loads(json.dumps(data))  # deep copy of plain data
     for item in overrides:
@@ -216,9 +227,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: list[str] | tuple[str, .
         for depth, part in enumerate(parts[:-1]):
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(
-                    ".".join(parts[: depth + 1]), child, "is a value, not a section"
-                )
+                raise ConfigError(".".join(parts[: depth + 1]), child, "is a value, not a section")
             node = child
         node[parts[-1]] = value
     return result

@@ -46,8 +46,10 @@ class UnknownNameError(ConfigError, LookupError):
         kind = kind or field.rsplit(".", 1)[-1]
         close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6)
         hint = f"Did you mean {close[0]!r}?" if close else ""
-        allowed = f"unknown {kind}; allowed: {', '.join(choices)}" if choices else (
-            f"unknown {kind}; none is available"
+        allowed = (
+            f"unknown {kind}; allowed: {', '.join(choices)}"
+            if choices
+            else (f"unknown {kind}; none is available")
         )
         super().__init__(field, value, allowed, hint)
 

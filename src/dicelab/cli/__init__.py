@@ -21,7 +21,11 @@ from dicelab.version import __version__
 def _add_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", type=Path, help="YAML run configuration")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override one configuration value, e.g. --set optimizer.lr=0.01 (repeatable)",
     )
     parser.add_argument(
@@ -97,8 +101,9 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
-                           Callable[[argparse.Namespace], int]]] = {
+_COMMANDS: dict[
+    str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+] = {
     "train": ("train one configuration", _add_train, _run_train),
     "list": ("list datasets or models", _add_list, _run_list),
 }

@@ -75,6 +75,27 @@ def build_model(
     )
 
 
+def resolve_options(name: str, options: Mapping[str, object] | None = None) -> dict[str, object]:
+    """The options of model ``name`` checked, with every default the model has filled in.
+
+    A run's resolved configuration records these, so that it stays exact if a default
+    changes. A custom ``module:function`` model is imported only when built; its options
+    are returned as given.
+    """
+    options = dict(options or {})
+    if ":" in name:
+        return options
+    builder = MODELS.get(name).builder
+    checked = _checked_options(name, builder, options, _BUILDER_ARGS)
+    signature = _signature(builder)
+    defaults = {
+        p.name: p.default
+        for p in (signature.parameters.values() if signature is not None else ())
+        if p.name not in _BUILDER_ARGS and p.default is not inspect.Parameter.empty
+    }
+    return defaults | checked
+
+
 def _build_custom(
     spec: str, input_shape: tuple[int, ...], num_classes: int, options: dict[str, object]
 ) -> nn.Module:

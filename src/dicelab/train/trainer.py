@@ -88,11 +88,17 @@ def git_commit() -> str | None:
     try:
         commit = subprocess.run(
             ["git", "-C", str(source), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
@@ -133,8 +139,12 @@ class Trainer:
         self.streams = RandomStreams(config.seed)
         d = config.data
         self.data: DataBundle = load_data(
-            d.name, root=d.root, download=d.download, split=d.split,
-            val_fraction=d.val_fraction, train_limit=d.train_limit,
+            d.name,
+            root=d.root,
+            download=d.download,
+            split=d.split,
+            val_fraction=d.val_fraction,
+            train_limit=d.train_limit,
         ).to(self.device)
         with isolated_global_rng(derive_seed(config.seed, "model_init")):
             model = build_model(
@@ -155,15 +165,16 @@ class Trainer:
 
     # -- one epoch ------------------------------------------------------------------------
 
-    def _batches(self, split: Split, batch_size: int, order: torch.Tensor | None) -> Iterator[
-        tuple[torch.Tensor, torch.Tensor]
-    ]:
+    def _batches(
+        self, split: Split, batch_size: int, order: torch.Tensor | None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Mini-batches of ``split`` (float inputs, labels), in ``order`` or stored order."""
         for start in range(0, len(split), batch_size):
             if order is None:
-                yield to_float(split.x[start : start + batch_size]), split.y[
-                    start : start + batch_size
-                ]
+                yield (
+                    to_float(split.x[start : start + batch_size]),
+                    split.y[start : start + batch_size],
+                )
             else:
                 idx = order[start : start + batch_size]
                 yield to_float(split.x[idx]), split.y[idx]
@@ -196,7 +207,10 @@ class Trainer:
                 return None
         if not torch.isfinite(loss_sum):
             return None
-        return {"train_loss": loss_sum.item() / len(train), "train_acc": correct.item() / len(train)}
+        return {
+            "train_loss": loss_sum.item() / len(train),
+            "train_acc": correct.item() / len(train),
+        }
 
     @torch.no_grad()
     def evaluate(self, split: Split) -> tuple[float, float]:
@@ -295,8 +309,12 @@ class Trainer:
         steps = math.ceil(len(self.data.train) / cfg.batch_size)
         status, message = "completed", ""
         with tqdm(
-            total=cfg.epochs * steps, initial=self.epoch * steps, disable=not self.progress,
-            unit="step", dynamic_ncols=True, desc=f"{self.config.data.name}/{self.config.model.name}",
+            total=cfg.epochs * steps,
+            initial=self.epoch * steps,
+            disable=not self.progress,
+            unit="step",
+            dynamic_ncols=True,
+            desc=f"{self.config.data.name}/{self.config.model.name}",
         ) as bar:
             say = tqdm.write if self.progress else self.log
             while self.epoch < cfg.epochs:
@@ -315,9 +333,15 @@ class Trainer:
                 self.epoch += 1
                 seconds = time.perf_counter() - start
                 self.elapsed += seconds
-                row = {"epoch": self.epoch, **metrics, "lr": self.optimizer.param_groups[0]["lr"],
-                       "updates": self.updates, "examples_seen": self.examples_seen,
-                       "epoch_time_s": seconds, "time_s": self.elapsed}
+                row = {
+                    "epoch": self.epoch,
+                    **metrics,
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                    "updates": self.updates,
+                    "examples_seen": self.examples_seen,
+                    "epoch_time_s": seconds,
+                    "time_s": self.elapsed,
+                }
                 self.history.append(row)
                 if self.run_dir is not None:
                     _atomic.torch_save(self.run_dir / CHECKPOINT, self.state_dict())
@@ -369,8 +393,11 @@ def _postfix(row: dict[str, Any]) -> dict[str, str]:
 
 
 def _epoch_line(row: dict[str, Any], epochs: int) -> str:
-    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.4f}",
-             f"acc {row['train_acc']:.4f}"]
+    parts = [
+        f"epoch {row['epoch']}/{epochs}",
+        f"loss {row['train_loss']:.4f}",
+        f"acc {row['train_acc']:.4f}",
+    ]
     if "val_acc" in row:
         parts += [f"val_loss {row['val_loss']:.4f}", f"val_acc {row['val_acc']:.4f}"]
     parts.append(f"{row['epoch_time_s']:.1f}s")
