@@ -39,8 +39,8 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Replace ``path`` with ``data`` as indented JSON atomically."""
-    write_text(path, json.dumps(data, indent=2) + "\n")
+    """Replace ``path`` with ``data`` as indented, strict JSON (no NaN) atomically."""
+    write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def torch_save(path: Path, obj: Any) -> None:

@@ -266,7 +266,7 @@ def _build(cls: type, data: Any, path: str) -> Any:
 def _coerce(tp: Any, value: Any, path: str) -> Any:
     """Check ``value`` against the annotation ``tp`` and convert where it is lossless."""
     origin = get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value, path)
     if origin in (Union, types.UnionType):
         options = get_args(tp)

@@ -30,9 +30,9 @@ from tqdm import tqdm
 
 import dicelab
 from dicelab import _atomic
-from dicelab.config import RunConfig, config_hash, to_yaml
+from dicelab.config import RunConfig, config_hash, load_config, to_yaml
 from dicelab.data import DataBundle, Split, load_data, to_float
-from dicelab.exceptions import ConfigError, RunError
+from dicelab.exceptions import ConfigError, DicelabError, RunError
 from dicelab.models import build_model
 from dicelab.models.batchnorm import recalibrate_batchnorm
 from dicelab.optim import build_optimizer
@@ -250,12 +250,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state saved by :meth:`state_dict` (the global RNG on the next fit)."""
-        if state["config_hash"] != self.config_hash:
-            raise RunError(
-                "the checkpoint was written by a different configuration "
-                f"(hash {state['config_hash'][:12]}, this one {self.config_hash[:12]}); "
-                "resume with the run's own config.yaml or start a new run folder"
-            )
+        self._require_same_config(state["config_hash"], "the checkpoint")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.streams.load_state_dict(state["streams"])
@@ -266,9 +261,24 @@ class Trainer:
         self.history = list(state["history"])
         self._global_rng = state["global_rng"]
 
+    def _require_same_config(self, saved_hash: str | None, source: str) -> None:
+        if saved_hash != self.config_hash:
+            raise RunError(
+                f"{source} was written by a different configuration; resume with the run's own "
+                f"config.yaml (-c {self.run_dir / CONFIG if self.run_dir else CONFIG}) or start "
+                "a new run folder with --out"
+            )
+
     def _prepare_run_dir(self, resume: bool) -> None:
         assert self.run_dir is not None
         checkpoint = self.run_dir / CHECKPOINT
+        saved_config = self.run_dir / CONFIG
+        if resume and saved_config.is_file():
+            try:
+                saved_hash: str | None = config_hash(load_config(saved_config))
+            except DicelabError:
+                saved_hash = None
+            self._require_same_config(saved_hash, str(saved_config))
         if resume and checkpoint.is_file():
             try:
                 state = torch.load(checkpoint, map_location=self.device, weights_only=True)
@@ -319,17 +329,21 @@ class Trainer:
             say = tqdm.write if self.progress else self.log
             while self.epoch < cfg.epochs:
                 start = time.perf_counter()
+                kept_counters = (self.updates, self.examples_seen)
                 metrics = self.train_epoch(bar)
-                if metrics is None:
+                if metrics is not None and self.data.val is not None:
+                    metrics["val_loss"], metrics["val_acc"] = self.evaluate(self.data.val)
+                problem = _divergence(metrics, self.model)
+                if problem:
+                    self.updates, self.examples_seen = kept_counters
                     status = "diverged"
                     message = (
-                        f"training loss became NaN or infinite in epoch {self.epoch + 1}; "
-                        f"the last finite state (epoch {self.epoch}) is kept"
+                        f"{problem} in epoch {self.epoch + 1}; the last finite state "
+                        f"(epoch {self.epoch}) is kept"
                     )
                     say(message)
                     break
-                if self.data.val is not None:
-                    metrics["val_loss"], metrics["val_acc"] = self.evaluate(self.data.val)
+                assert metrics is not None  # _divergence reported a missing epoch above
                 self.epoch += 1
                 seconds = time.perf_counter() - start
                 self.elapsed += seconds
@@ -354,6 +368,8 @@ class Trainer:
         test_loss = test_acc = None
         if status == "completed":
             test_loss, test_acc = self.evaluate(self.data.test)
+            if not math.isfinite(test_loss):  # JSON has no NaN; the accuracy still stands
+                test_loss = None
         val_rows = [row for row in self.history if "val_acc" in row]
         best = max(val_rows, key=lambda row: row["val_acc"], default=None)
         result = RunResult(
@@ -382,7 +398,18 @@ class Trainer:
 
 
 def _json_line(row: dict[str, Any]) -> str:
-    return json.dumps(row) + "\n"
+    return json.dumps(row, allow_nan=False) + "\n"
+
+
+def _divergence(metrics: dict[str, float] | None, model: nn.Module) -> str:
+    """Why an epoch counts as diverged, or ``""`` if its loss and weights are finite."""
+    if metrics is None:
+        return "the training loss became NaN or infinite"
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        return "the weights became NaN or infinite"
+    if not math.isfinite(metrics.get("val_loss", 0.0)):
+        return "the validation loss became NaN or infinite"
+    return ""
 
 
 def _postfix(row: dict[str, Any]) -> dict[str, str]:
