@@ -162,6 +162,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.elapsed = 0.0
         self._global_rng: torch.Tensor | None = None
+        self._global_rng_cuda: torch.Tensor | None = None
 
     # -- one epoch ------------------------------------------------------------------------
 
@@ -246,6 +247,9 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "streams": self.streams.state_dict(),
             "global_rng": torch.get_rng_state(),
+            "global_rng_cuda": (
+                torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+            ),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -260,6 +264,7 @@ class Trainer:
         self.elapsed = state["elapsed"]
         self.history = list(state["history"])
         self._global_rng = state["global_rng"]
+        self._global_rng_cuda = state.get("global_rng_cuda")
 
     def _require_same_config(self, saved_hash: str | None, source: str) -> None:
         if saved_hash != self.config_hash:
@@ -312,6 +317,8 @@ class Trainer:
         with isolated_global_rng(global_seed, self.device):
             if self._global_rng is not None:
                 torch.set_rng_state(self._global_rng)
+            if self._global_rng_cuda is not None:
+                torch.cuda.set_rng_state(self._global_rng_cuda, self.device)
             return self._fit()
 
     def _fit(self) -> RunResult:
