@@ -1,4 +1,4 @@
-"""Fixtures for the CLI tests: one digits data root per session and one torch thread per test."""
+"""Fixtures for every test: one torch thread per test and a shared digits data root."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO_DATA = Path(__file__).resolve().parents[2] / "data"
+REPO_DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 @pytest.fixture(scope="session")
@@ -25,8 +25,9 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _one_thread() -> Iterator[None]:
-    """One torch thread per test (``--threads`` changes it process-wide; this restores it):
-    two xdist workers on two cores must not oversubscribe them."""
+    """One torch thread per test: two xdist workers on two cores must not oversubscribe them
+    (that slows small CPU runs by orders of magnitude), and results depend on the count.
+    ``--threads`` changes the count process-wide; this restores it."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
