@@ -1,0 +1,233 @@
+"""The base class of every randomness technique, and the technique registry.
+
+A technique is a small dataclass: a registry ``name``, a paper ``category``, hyperparameters
+declared with :func:`dicelab.space.hp` (the default of its ``strength`` field turns it off), and
+one or more hooks. The :class:`~dicelab.techniques.Injector` calls the hooks at fixed points of
+a training step, in the authors' order:
+
+====================  =========================================================================
+hook                  when it is called
+====================  =========================================================================
+``setup``             once, after the model is built (weight init, frozen masks, label tables)
+``attach``            once, after ``setup``: forward hooks on the model (MODEL stage)
+``data_order``        at the start of each epoch: the example order, or ``None`` (fixed order)
+``learning_rate``     at the start of each epoch: the epoch's learning rate
+``batch_size``        at the start of each epoch: the epoch's batch size
+``on_batch``          every step, on the float batch ``(x, y)`` before the forward pass (DATA)
+``on_loss``           every step, on the per-example loss ``(B,)`` before reduction (LOSS)
+``on_grads``          after ``backward()``, before the optimizer step (GRAD)
+``on_weights``        after the GRAD hooks, immediately before the optimizer step (WEIGHT)
+====================  =========================================================================
+
+Every random draw comes from :meth:`BaseTechnique.rng`, the technique's own generator, so
+switching one technique on or off never changes another's draws, and the global RNG is never
+touched. A technique at its default (``is_noop``) is never called at all: off is exactly off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from dicelab.exceptions import ConfigError, UnknownNameError
+from dicelab.registry import Registry
+from dicelab.rng import RandomStreams
+from dicelab.space import HParam, hparams
+from dicelab.stages import Category, Context
+
+
+class BaseTechnique:
+    """Base class for randomness techniques; subclasses are dataclasses (see module docs).
+
+    Class attributes a subclass sets:
+        name: registry name, equal to its module's file name.
+        category: the paper's category (a reporting taxonomy).
+        strength: the field whose default value means "off".
+        priority: order among techniques using the same hook (lower runs first); the paper's
+            GRAD order is gradient dropout (10) → frozen weights (20) → gradient noise (30).
+        category_verified: whether the paper itself states this category (else it follows
+            the authors' code, see the docs).
+    """
+
+    name: ClassVar[str]
+    category: ClassVar[Category]
+    strength: ClassVar[str]
+    priority: ClassVar[int] = 50
+    category_verified: ClassVar[bool] = False
+
+    _streams: RandomStreams | None = None
+
+    def __post_init__(self) -> None:
+        for field, spec in hparams(self).items():
+            value = getattr(self, field)
+            checked = _check_type(self.name, field, spec, value)
+            setattr(self, field, checked)
+            problem = spec.problem(checked)
+            if problem:
+                raise ConfigError(f"techniques.{self.name}.{field}", value, problem)
+
+    # -- identity and randomness ----------------------------------------------------------
+
+    @property
+    def is_noop(self) -> bool:
+        """True when the strength field is at its default: the technique changes nothing."""
+        spec = hparams(self)[self.strength]
+        return bool(getattr(self, self.strength) == spec.default)
+
+    def bind(self, streams: RandomStreams) -> None:
+        """Give the technique the run's streams; :meth:`rng` draws from its own one."""
+        self._streams = streams
+
+    def rng(self, device: torch.device | str = "cpu") -> torch.Generator:
+        """This technique's generator on ``device`` (seeded from the run seed and its name)."""
+        if self._streams is None:
+            self._streams = RandomStreams(0)
+        return self._streams.generator(f"technique/{self.name}", device)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The hyperparameters and their values."""
+        return {field: getattr(self, field) for field in hparams(self)}
+
+    # -- hooks (defaults do nothing; see the module docstring for when each is called) -----
+
+    def setup(self, model: nn.Module, ctx: Context) -> None:
+        """INIT: once, after the model is built."""
+
+    def attach(self, model: nn.Module, ctx: Context) -> list[RemovableHandle]:
+        """MODEL: register forward hooks; return their handles so they can be removed."""
+        return []
+
+    def data_order(self, size: int, ctx: Context) -> torch.Tensor | None:
+        """Epoch start: a permutation of ``range(size)``, or ``None`` to keep the order."""
+        return None
+
+    def learning_rate(self, lr: float, base_lr: float, ctx: Context) -> float:
+        """Epoch start: the learning rate for epoch ``ctx.epoch`` (``lr`` so far)."""
+        return lr
+
+    def batch_size(self, size: int, base_size: int, ctx: Context) -> int:
+        """Epoch start: the batch size for epoch ``ctx.epoch`` (``size`` so far)."""
+        return size
+
+    def on_batch(
+        self, x: torch.Tensor, y: torch.Tensor, ctx: Context
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """DATA: ``x`` float ``(B, ...)`` in [0, 1]; ``y`` labels ``(B,)`` or soft ``(B, K)``."""
+        return x, y
+
+    def on_loss(self, per_example: torch.Tensor, ctx: Context) -> torch.Tensor:
+        """LOSS: per-example loss ``(B,)`` before reduction."""
+        return per_example
+
+    def on_grads(self, params: Sequence[nn.Parameter], ctx: Context) -> None:
+        """GRAD: read and write ``p.grad`` in place."""
+
+    def on_weights(self, params: Sequence[nn.Parameter], ctx: Context) -> None:
+        """WEIGHT: write ``p`` in place, before the optimizer step."""
+
+    # -- checkpoint state -----------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """State that must survive a resume (masks, tables); generators are saved apart."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        return f"{type(self).__name__}({args})"
+
+
+TECHNIQUES: Registry[type[BaseTechnique]] = Registry("technique", "techniques")
+
+T = TypeVar("T", bound=type[BaseTechnique])
+
+_HOOKS = (
+    "setup",
+    "attach",
+    "data_order",
+    "learning_rate",
+    "batch_size",
+    "on_batch",
+    "on_loss",
+    "on_grads",
+    "on_weights",
+)
+
+
+def register_technique(cls: T) -> T:
+    """Class decorator: check the declaration and register the technique under ``cls.name``.
+
+    Mistakes in a technique's declaration fail at import, not in the middle of a study.
+    """
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls.__name__} must be a dataclass")
+    specs = hparams(cls)
+    if getattr(cls, "strength", None) not in specs:
+        raise TypeError(f"{cls.__name__}.strength must name one of its hp() fields: {specs}")
+    if not any(getattr(cls, hook) is not getattr(BaseTechnique, hook) for hook in _HOOKS):
+        raise TypeError(f"{cls.__name__} overrides no hook")
+    for field, spec in specs.items():
+        if spec.problem(spec.default):
+            raise TypeError(f"{cls.__name__}.{field}: default {spec.default!r} is not valid")
+    TECHNIQUES.register(cls.name)(cls)
+    return cls
+
+
+def _check_type(technique: str, field: str, spec: HParam, value: Any) -> Any:
+    """``value`` converted to the type of the default where lossless, else ConfigError."""
+    path = f"techniques.{technique}.{field}"
+    default = spec.default
+    if spec.choices is not None:
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(path, value, "must be true or false")
+    if isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(path, value, "must be an integer")
+    if isinstance(default, float):
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(path, value, "must be a number")
+    return value
+
+
+def create_technique(name: str, params: Mapping[str, Any] | Any | None = None) -> BaseTechnique:
+    """Build technique ``name``; ``params`` is a mapping of hyperparameters or, as a shorthand,
+    the value of its strength field (``create_technique("dropout", 0.2)``)."""
+    if name not in TECHNIQUES:
+        raise UnknownNameError(f"techniques.{name}", name, TECHNIQUES.names(), kind="technique")
+    cls = TECHNIQUES.get(name)
+    specs = hparams(cls)
+    if params is None:
+        params = {}
+    elif not isinstance(params, Mapping):
+        params = {cls.strength: params}
+    for key in params:
+        if key not in specs:
+            raise UnknownNameError(
+                f"techniques.{name}.{key}", str(key), specs, kind=f"hyperparameter of {name}"
+            )
+    technique: BaseTechnique = cls(**params)
+    return technique
+
+
+def list_techniques() -> list[type[BaseTechnique]]:
+    """Registered technique classes, in catalog order (category, then name)."""
+    order = list(Category)
+    classes = [TECHNIQUES.get(n) for n in TECHNIQUES.names()]
+    return sorted(classes, key=lambda c: (order.index(c.category), c.name))

@@ -1,0 +1,1 @@
+"""Data techniques (one module each)."""

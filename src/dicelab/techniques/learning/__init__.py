@@ -1,0 +1,1 @@
+"""Learning techniques (one module each)."""

@@ -1,0 +1,1 @@
+"""Model techniques (one module each)."""

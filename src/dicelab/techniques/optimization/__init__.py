@@ -1,0 +1,1 @@
+"""Optimization techniques (one module each)."""
