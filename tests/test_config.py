@@ -67,7 +67,7 @@ def test_hash_changes_with_any_value() -> None:
         ("train.epochs=1.5", "train.epochs", "integer"),
         ("train.epochs=0", "train.epochs", ">= 1"),
         ("data.val_fraction=1", "data.val_fraction", "(0, 1)"),
-        ("train.shuffle=maybe", "train.shuffle", "true or false"),
+        ("train.recalibrate_bn=maybe", "train.recalibrate_bn", "true or false"),
         ("device=gpu", "device", "cpu"),
         ("seed=-2", "seed", ">= 0"),
     ],

@@ -140,7 +140,6 @@ class TrainConfig:
         "how per-example losses are reduced before backward: sum is the authors' Keras "
         "behaviour (the gradient of the batch sum), mean is PyTorch's usual",
     )
-    shuffle: bool = spec(True, "draw a new example order every epoch (else a fixed order)")
     recalibrate_bn: bool = spec(
         False, "recompute BatchNorm statistics on the training set before each evaluation"
     )
@@ -161,7 +160,9 @@ class RunConfig:
     )
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"doc": "training loop"})
     techniques: dict[str, Any] = spec(
-        {}, "randomness techniques by name with their hyperparameters (none registered yet)"
+        {},
+        "randomness techniques that are on: {name: {hyperparameter: value}} or "
+        "{name: strength} (`dicelab list techniques`)",
     )
 
 

@@ -79,8 +79,9 @@ def hp(
     return dataclasses.field(default=default, metadata={"hparam": spec})
 
 
-def hparams(cls: type | object) -> dict[str, HParam]:
-    """The :class:`HParam` of every field declared with :func:`hp`, in declaration order."""
+def hparams(cls: Any) -> dict[str, HParam]:
+    """The :class:`HParam` of every field of a dataclass (or instance) declared with
+    :func:`hp`, in declaration order."""
     return {
         f.name: f.metadata["hparam"] for f in dataclasses.fields(cls) if "hparam" in f.metadata
     }

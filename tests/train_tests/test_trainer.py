@@ -198,10 +198,10 @@ def _interrupt_after(monkeypatch: pytest.MonkeyPatch, train_batches: int) -> Non
 
     def batches(
         self: Trainer, split: Any, batch_size: int, order: torch.Tensor | None
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         nonlocal served
         for batch in original(self, split, batch_size, order):
-            if split is self.data.train and order is not None:  # a training pass
+            if split is self.data.train and self.injector.ctx.training:  # a training pass
                 if served == train_batches:
                     raise KeyboardInterrupt
                 served += 1

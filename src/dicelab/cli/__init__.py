@@ -77,7 +77,9 @@ def _default_run_name(data: str, model: str, seed: int, digest: str) -> str:
 
 
 def _add_list(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", help="datasets or models")
+    parser.add_argument(
+        "what", help="datasets, models, techniques or space (the paper's 22 genes)"
+    )
 
 
 def _run_list(args: argparse.Namespace) -> int:
@@ -92,9 +94,38 @@ def _run_list(args: argparse.Namespace) -> int:
 
         for model in list_models():
             print(f"{model.name:<12} {model.description}")
+    elif args.what == "techniques":
+        _list_techniques()
+    elif args.what == "space":
+        _list_space()
     else:
-        raise UnknownNameError("list", args.what, ["datasets", "models"], kind="listing")
+        raise UnknownNameError(
+            "list", args.what, ["datasets", "models", "techniques", "space"], kind="listing"
+        )
     return 0
+
+
+def _list_techniques() -> None:
+    from dicelab.space import hparams
+    from dicelab.techniques import list_techniques
+
+    print(f"{'technique':<18} {'category':<13} {'hyperparameter':<15} {'off':<8} range")
+    for cls in list_techniques():
+        for i, (field, spec) in enumerate(hparams(cls).items()):
+            name, category = (cls.name, cls.category.value) if i == 0 else ("", "")
+            off = spec.default if field == cls.strength else "-"
+            print(f"{name:<18} {category:<13} {field:<15} {off!s:<8} {spec.describe()}")
+
+
+def _list_space() -> None:
+    from dicelab.paper_space import GENES
+
+    print(f"{'#':>2} {'gene':<17} {'bounds':<14} {'baseline':<9} {'sets':<32} decoding")
+    for i, gene in enumerate(GENES):
+        span = f"[{gene.low:g}, {gene.high:g}]"
+        print(
+            f"{i:>2} {gene.name:<17} {span:<14} {gene.baseline:<9g} {gene.target:<32} {gene.rule}"
+        )
 
 
 def _stderr(line: str) -> None:
@@ -105,7 +136,7 @@ _COMMANDS: dict[
     str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 ] = {
     "train": ("train one configuration", _add_train, _run_train),
-    "list": ("list datasets or models", _add_list, _run_list),
+    "list": ("list datasets, models, techniques or the search space", _add_list, _run_list),
 }
 
 

@@ -1,9 +1,13 @@
 """The reference trainer: in-memory mini-batches, per-example losses, resumable runs.
 
-One training step, in order: take the batch's examples (uint8 on the device) and convert them
-to float → forward → per-example cross-entropy (B,) → reduce (``sum`` as the authors' Keras
-code differentiates, or ``mean``) → backward → optimizer step. Randomness techniques will act on
-exactly these points; none is built in here.
+One training step, in the authors' order: take the batch's examples (uint8 on the device) and
+convert them to float → DATA techniques (augmentation, input noise, labels) → forward (MODEL
+techniques act inside through hooks) → per-example cross-entropy (B,) × LOSS techniques →
+reduce (``sum`` as the authors' Keras code differentiates, or ``mean``) → backward → GRAD
+techniques (gradient dropout → frozen weights → gradient noise) → WEIGHT techniques → optimizer
+step. At each epoch start the schedules set the learning rate and batch size and the shuffle
+technique (if on) draws the order. The techniques run through the same public
+:class:`~dicelab.techniques.Injector` a user's own loop would use.
 
 A run folder holds ``config.yaml`` (the resolved configuration), ``metrics.jsonl`` (one line per
 epoch), ``checkpoint.pt`` (written atomically after every epoch), ``model.pt`` (final weights)
@@ -36,7 +40,8 @@ from dicelab.exceptions import ConfigError, DicelabError, RunError
 from dicelab.models import build_model
 from dicelab.models.batchnorm import recalibrate_batchnorm
 from dicelab.optim import build_optimizer
-from dicelab.rng import RandomStreams, derive_seed, isolated_global_rng
+from dicelab.rng import derive_seed, isolated_global_rng
+from dicelab.techniques import Injector
 
 CHECKPOINT = "checkpoint.pt"
 RESULT = "result.json"
@@ -136,7 +141,6 @@ class Trainer:
         self.log = log or (lambda _line: None)
         self.device = resolve_device(config.device)
         self.config_hash = config_hash(config)
-        self.streams = RandomStreams(config.seed)
         d = config.data
         self.data: DataBundle = load_data(
             d.name,
@@ -155,6 +159,13 @@ class Trainer:
                 options=config.model.options,
             )
         self.model: nn.Module = model.to(self.device)
+        self.injector = Injector.from_config(config.techniques, seed=config.seed)
+        self.injector.setup(
+            self.model,
+            num_classes=self.data.num_classes,
+            train_size=len(self.data.train),
+            epochs=config.train.epochs,
+        )
         self.optimizer = build_optimizer(config.optimizer, self.model.parameters())
         self.epoch = 0
         self.updates = 0
@@ -168,36 +179,40 @@ class Trainer:
 
     def _batches(
         self, split: Split, batch_size: int, order: torch.Tensor | None
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Mini-batches of ``split`` (float inputs, labels), in ``order`` or stored order."""
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Mini-batches of ``split``: float inputs, labels and dataset indices, in ``order``
+        (a permutation) or in stored order."""
+        if order is None:
+            order = torch.arange(len(split), device=self.device)
         for start in range(0, len(split), batch_size):
-            if order is None:
-                yield (
-                    to_float(split.x[start : start + batch_size]),
-                    split.y[start : start + batch_size],
-                )
-            else:
-                idx = order[start : start + batch_size]
-                yield to_float(split.x[idx]), split.y[idx]
+            idx = order[start : start + batch_size]
+            yield to_float(split.x[idx]), split.y[idx], idx
 
     def train_epoch(self, bar: tqdm | None = None) -> dict[str, float] | None:
         """One pass over the training set; the epoch's metrics, or ``None`` if it diverged."""
         cfg = self.config.train
         train = self.data.train
-        order = None
-        if cfg.shuffle:
-            order = torch.randperm(len(train), generator=self.streams.generator("data_order"))
+        injector = self.injector
+        batch_size = injector.start_epoch(
+            self.epoch, self.optimizer, base_batch_size=cfg.batch_size
+        )
+        assert batch_size is not None  # a base size was given
+        order = injector.data_order(len(train))
+        if order is not None:
             order = order.to(self.device)
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.long, device=self.device)
-        for step, (x, y) in enumerate(self._batches(train, cfg.batch_size, order), 1):
-            logits = self.model(x)
-            per_example = F.cross_entropy(logits, y, reduction="none")  # (B,)
+        for step, (x, y, idx) in enumerate(self._batches(train, batch_size, order), 1):
+            inputs, targets = injector.data(x, y, idx)
+            logits = self.model(inputs)
+            per_example = injector.loss(logits, targets)  # (B,)
             loss = per_example.sum() if cfg.reduction == "sum" else per_example.mean()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            injector.before_step(self.model.parameters())
             self.optimizer.step()
+            injector.end_step()
             self.updates += 1
             self.examples_seen += len(y)
             loss_sum += per_example.detach().sum()
@@ -217,15 +232,21 @@ class Trainer:
     def evaluate(self, split: Split) -> tuple[float, float]:
         """Mean cross-entropy and accuracy on ``split`` in evaluation mode."""
         if self.config.train.recalibrate_bn:
-            recalibrate_batchnorm(
-                self.model,
-                (x for x, _ in self._batches(self.data.train, self.config.train.batch_size, None)),
-            )
+            with self.injector.paused():  # the statistics of the clean network
+                recalibrate_batchnorm(
+                    self.model,
+                    (
+                        x
+                        for x, _, _ in self._batches(
+                            self.data.train, self.config.train.batch_size, None
+                        )
+                    ),
+                )
         was_training = self.model.training
         self.model.eval()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.long, device=self.device)
-        for x, y in self._batches(split, self.config.train.eval_batch_size, None):
+        for x, y, _ in self._batches(split, self.config.train.eval_batch_size, None):
             logits = self.model(x)
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
             correct += (logits.argmax(1) == y).sum()
@@ -245,7 +266,7 @@ class Trainer:
             "config_hash": self.config_hash,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "streams": self.streams.state_dict(),
+            "techniques": self.injector.state_dict(),
             "global_rng": torch.get_rng_state(),
             "global_rng_cuda": (
                 torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
@@ -257,7 +278,7 @@ class Trainer:
         self._require_same_config(state["config_hash"], "the checkpoint")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.streams.load_state_dict(state["streams"])
+        self.injector.load_state_dict(state["techniques"])
         self.epoch = state["epoch"]
         self.updates = state["updates"]
         self.examples_seen = state["examples_seen"]
@@ -323,11 +344,14 @@ class Trainer:
 
     def _fit(self) -> RunResult:
         cfg = self.config.train
-        steps = math.ceil(len(self.data.train) / cfg.batch_size)
+        steps = [  # per epoch: the batch-size schedule may change it
+            math.ceil(len(self.data.train) / self.injector.batch_size(cfg.batch_size, epoch))
+            for epoch in range(cfg.epochs)
+        ]
         status, message = "completed", ""
         with tqdm(
-            total=cfg.epochs * steps,
-            initial=self.epoch * steps,
+            total=sum(steps),
+            initial=sum(steps[: self.epoch]),
             disable=not self.progress,
             unit="step",
             dynamic_ncols=True,
