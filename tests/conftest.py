@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytest.register_assert_rewrite("dicelab.testing.contract")
+
 REPO_DATA = Path(__file__).resolve().parents[1] / "data"
 
 

@@ -16,6 +16,7 @@ from dicelab.techniques._base import (
     BaseTechnique,
     create_technique,
     list_techniques,
+    mid_range,
     register_technique,
 )
 from dicelab.techniques._injector import Injector
@@ -40,5 +41,6 @@ __all__ = [
     "Injector",
     "create_technique",
     "list_techniques",
+    "mid_range",
     "register_technique",
 ]

@@ -52,6 +52,8 @@ class BaseTechnique:
             GRAD order is gradient dropout (10) → frozen weights (20) → gradient noise (30).
         category_verified: whether the paper itself states this category (else it follows
             the authors' code, see the docs).
+        deterministic: the technique draws no random numbers (the schedules); the contract
+            suite then expects equal results under different seeds.
     """
 
     name: ClassVar[str]
@@ -59,6 +61,7 @@ class BaseTechnique:
     strength: ClassVar[str]
     priority: ClassVar[int] = 50
     category_verified: ClassVar[bool] = False
+    deterministic: ClassVar[bool] = False
 
     _streams: RandomStreams | None = None
 
@@ -224,6 +227,27 @@ def create_technique(name: str, params: Mapping[str, Any] | Any | None = None) -
             )
     technique: BaseTechnique = cls(**params)
     return technique
+
+
+def mid_range(cls: type[BaseTechnique]) -> BaseTechnique:
+    """An instance with the strength field at a typical "on" value: the middle of its search
+    range (geometric middle on a log scale; three quarters if the middle is the off value),
+    the first non-default choice, or ``True``. Used by the contract suite and benchmarks."""
+    spec = hparams(cls)[cls.strength]
+    if spec.choices is not None:
+        value: Any = next(c for c in spec.choices if c != spec.default)
+    elif isinstance(spec.default, bool):
+        value = not spec.default
+    elif spec.search is None:
+        raise ValueError(f"{cls.name}.{cls.strength} declares no search range")
+    else:
+        low, high = spec.search
+        value = (low * high) ** 0.5 if spec.log else (low + high) / 2
+        if value == spec.default:
+            value = low + 0.75 * (high - low)
+        if isinstance(spec.default, int):
+            value = round(value)
+    return cls(**{cls.strength: value})
 
 
 def list_techniques() -> list[type[BaseTechnique]]:

@@ -1,0 +1,219 @@
+"""The technique contract: properties every registered technique must have.
+
+Subclass :class:`TechniqueContract` in a test module and provide a ``technique_cls`` fixture
+(one registered technique class per parameter); dicelab's own suite parametrizes it over the
+whole registry, so a new technique is checked without editing any list.
+
+The checks run each technique through a short, fixed training trace on a toy CNN (every hook:
+setup, attach, epoch schedules, data order, DATA, LOSS, GRAD, WEIGHT) and compare traces:
+
+- at its default the technique is an exact identity (``torch.equal``) and draws nothing;
+- at a mid-range setting it changes the trace;
+- same seed ⇒ bitwise-equal trace; different seed ⇒ a different one (unless deterministic);
+- with the injector paused (evaluation), DATA/MODEL/LOSS/GRAD/WEIGHT hooks are identities, and
+  eval-mode forward passes are unaffected by its forward hooks;
+- the caller's global RNG is untouched;
+- a ``state_dict`` round trip in mid-run reproduces the rest of the run exactly;
+- the declaration is complete: module name = registry name, folder = category, ``repr`` shows
+  every hyperparameter.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from dicelab.rng import isolated_global_rng
+from dicelab.space import hparams
+from dicelab.techniques import BaseTechnique, Injector, mid_range
+
+NUM_CLASSES = 4
+TRAIN_SIZE = 64
+BATCH = 16
+EPOCHS = 4
+
+
+def toy_model() -> nn.Module:
+    """A tiny CNN with every layer kind techniques look for (conv, ReLU, BN, pool, linear)."""
+    gen = torch.Generator().manual_seed(1234)
+    with isolated_global_rng(0):  # layer constructors draw from the global generator
+        model = _toy_layers()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(torch.randn(param.shape, generator=gen) * 0.3)
+    return model
+
+
+def _toy_layers() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.BatchNorm2d(4),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 8),
+        nn.ReLU(),
+        nn.Linear(8, NUM_CLASSES),
+    )
+
+
+def toy_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fixed inputs (B, 1, 8, 8) in [0, 1], labels and dataset indices."""
+    gen = torch.Generator().manual_seed(99)
+    x = torch.rand(BATCH, 1, 8, 8, generator=gen)
+    y = torch.randint(0, NUM_CLASSES, (BATCH,), generator=gen)
+    return x, y, torch.arange(BATCH)
+
+
+def run_trace(
+    technique: BaseTechnique | None,
+    *,
+    seed: int = 0,
+    paused: bool = False,
+    epochs: int = EPOCHS,
+    resume_at: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """Train the toy model for ``epochs`` one-batch epochs; every observable, by name.
+
+    With ``resume_at``, the injector's state is saved after that epoch and the rest of the run
+    continues in a fresh injector (same technique settings) that loads it.
+    """
+    model = toy_model()
+    technique = copy.deepcopy(technique)
+    injector = Injector([technique] if technique is not None else [], seed=seed)
+    injector.setup(model, num_classes=NUM_CLASSES, train_size=TRAIN_SIZE, epochs=epochs)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y, indices = toy_batch()
+    trace: dict[str, torch.Tensor] = {
+        "init": torch.cat([p.detach().flatten() for p in model.parameters()])
+    }
+    for epoch in range(epochs):
+        if resume_at is not None and epoch == resume_at + 1:
+            # What a resumed trainer does: a fresh injector set up on the model, then the
+            # checkpointed weights and injector state loaded over whatever setup drew.
+            state = copy.deepcopy(injector.state_dict())
+            weights = copy.deepcopy(model.state_dict())
+            injector.detach()
+            injector = Injector([copy.deepcopy(technique)] if technique else [], seed=seed)
+            injector.setup(model, num_classes=NUM_CLASSES, train_size=TRAIN_SIZE, epochs=epochs)
+            model.load_state_dict(weights)
+            injector.load_state_dict(state)
+        size = injector.start_epoch(epoch, optimizer, base_batch_size=BATCH)
+        trace[f"e{epoch}.lr"] = torch.tensor(optimizer.param_groups[0]["lr"])
+        trace[f"e{epoch}.batch_size"] = torch.tensor(size)
+        order = injector.data_order(TRAIN_SIZE)
+        trace[f"e{epoch}.order"] = order if order is not None else torch.arange(TRAIN_SIZE)
+        model.train()
+        with _maybe_paused(injector, paused):
+            inputs, targets = injector.data(x, y, indices)
+            logits = model(inputs)
+            per_example = injector.loss(logits, targets)
+            optimizer.zero_grad()
+            per_example.sum().backward()
+            injector.before_step(model.parameters())
+            grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+            optimizer.step()
+            injector.end_step()
+        trace[f"e{epoch}.inputs"] = inputs.detach()
+        trace[f"e{epoch}.targets"] = targets.detach().float()
+        trace[f"e{epoch}.logits"] = logits.detach()
+        trace[f"e{epoch}.loss"] = per_example.detach()
+        trace[f"e{epoch}.grads"] = grads
+        trace[f"e{epoch}.weights"] = torch.cat([p.detach().flatten() for p in model.parameters()])
+    injector.detach()
+    return trace
+
+
+@contextmanager
+def _maybe_paused(injector: Injector, paused: bool) -> Iterator[None]:
+    if paused:
+        with injector.paused():
+            yield
+    else:
+        yield
+
+
+def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], keys: Any = None) -> bool:
+    """Bitwise equality of two traces (on ``keys`` if given)."""
+    keys = list(a) if keys is None else [k for k in a if any(k.endswith(s) for s in keys)]
+    return all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in keys)
+
+
+class TechniqueContract:
+    """Pytest suite over a ``technique_cls`` fixture (see the module docstring)."""
+
+    def test_declaration(self, technique_cls: type[BaseTechnique]) -> None:
+        module = sys.modules[technique_cls.__module__]
+        path = Path(str(module.__file__))
+        assert path.stem == technique_cls.name
+        assert path.parent.name == technique_cls.category.value
+        specs = hparams(technique_cls)
+        assert technique_cls.strength in specs
+        instance = technique_cls()
+        assert instance.is_noop
+        for field in specs:
+            assert f"{field}=" in repr(instance)
+        assert module.__doc__ and technique_cls.__doc__
+
+    def test_default_is_an_exact_identity(self, technique_cls: type[BaseTechnique]) -> None:
+        assert same(run_trace(technique_cls()), run_trace(None))
+
+    def test_mid_range_changes_the_run(self, technique_cls: type[BaseTechnique]) -> None:
+        assert not same(run_trace(mid_range(technique_cls)), run_trace(None))
+
+    def test_same_seed_same_run_other_seed_other_run(
+        self, technique_cls: type[BaseTechnique]
+    ) -> None:
+        technique = mid_range(technique_cls)
+        first = run_trace(technique, seed=3)
+        assert same(first, run_trace(technique, seed=3))
+        other = run_trace(technique, seed=4)
+        assert same(first, other) == technique_cls.deterministic
+
+    def test_paused_hooks_are_identities(self, technique_cls: type[BaseTechnique]) -> None:
+        technique = mid_range(technique_cls)
+        baseline = run_trace(None, paused=True)
+        paused = run_trace(technique, paused=True)
+        # INIT (setup) and the epoch schedules act regardless; every per-step hook must not.
+        if same(paused, baseline, ["init", "lr", "batch_size"]):
+            assert same(paused, baseline, ["inputs", "targets", "logits", "loss", "grads"])
+            assert same(paused, baseline, ["weights"])
+
+    def test_eval_forward_is_untouched(self, technique_cls: type[BaseTechnique]) -> None:
+        model = toy_model()
+        injector = Injector([mid_range(technique_cls)], seed=0)
+        injector.setup(model, num_classes=NUM_CLASSES, train_size=TRAIN_SIZE, epochs=EPOCHS)
+        x, _, _ = toy_batch()
+        model.eval()
+        with torch.no_grad():
+            hooked = model(x)
+            injector.detach()
+            plain = model(x)
+        assert torch.equal(hooked, plain)
+
+    def test_global_rng_untouched(self, technique_cls: type[BaseTechnique]) -> None:
+        before = torch.get_rng_state()
+        run_trace(mid_range(technique_cls))
+        assert torch.equal(torch.get_rng_state(), before)
+
+    def test_state_round_trip_resumes_exactly(self, technique_cls: type[BaseTechnique]) -> None:
+        technique = mid_range(technique_cls)
+        assert same(run_trace(technique), run_trace(technique, resume_at=1))
+
+    def test_bad_strength_is_rejected(self, technique_cls: type[BaseTechnique]) -> None:
+        spec = hparams(technique_cls)[technique_cls.strength]
+        bad: Any = "not-a-choice" if spec.choices is not None else "text"
+        if spec.valid is not None and spec.valid[1] is not None:
+            bad = spec.valid[1] + 1
+        from dicelab.exceptions import ConfigError
+
+        with pytest.raises(ConfigError, match=f"techniques.{technique_cls.name}."):
+            technique_cls(**{technique_cls.strength: bad})
