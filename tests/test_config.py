@@ -97,7 +97,7 @@ def test_unknown_section_and_unknown_technique() -> None:
     with pytest.raises(UnknownNameError, match="Did you mean 'train'"):
         from_dict({"trian": {"epochs": 1}})
     with pytest.raises(UnknownNameError, match="technique"):
-        load_config(overrides=["techniques.gradient_noise.eta=0.1"])
+        load_config(overrides=["techniques.gradiant_noise.eta=0.1"])
 
 
 @pytest.mark.parametrize("bad", ["seed", "=3", "a..b=1"])

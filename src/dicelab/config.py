@@ -174,13 +174,20 @@ def from_dict(data: Mapping[str, Any] | None) -> RunConfig:
     """Build a :class:`RunConfig` from nested plain data, checking every key and value."""
     from dicelab.data import DATASETS
     from dicelab.models.build import resolve_options
+    from dicelab.techniques import create_technique
 
     config: RunConfig = _build(RunConfig, data or {}, "")
     if ":" not in config.data.name:
         DATASETS.get(config.data.name)  # an unknown name fails here, before any work
     config.model.options = resolve_options(config.model.name, config.model.options)
-    for name in config.techniques:  # the technique catalog registers names here later
-        raise UnknownNameError("techniques", str(name), [], kind="technique")
+    # Techniques that are on, with every hyperparameter filled in; those at their default
+    # (off) are dropped, so a configuration that spells them out means and hashes the same.
+    resolved: dict[str, Any] = {}
+    for name, params in config.techniques.items():
+        technique = create_technique(str(name), params)
+        if not technique.is_noop:
+            resolved[str(name)] = technique.hyperparameters()
+    config.techniques = resolved
     return config
 
 
