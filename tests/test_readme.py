@@ -9,6 +9,7 @@ import pytest
 from dicelab.config import describe_fields
 from dicelab.data import list_datasets
 from dicelab.models import list_models
+from dicelab.techniques import list_techniques
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
@@ -33,3 +34,8 @@ def test_the_two_setup_commands_are_the_makefile_targets() -> None:
     for target in ("demo", "test"):
         assert f"make {target}" in README
         assert f"\n{target}: " in makefile
+
+
+@pytest.mark.parametrize("name", [cls.name for cls in list_techniques()])
+def test_every_technique_is_documented(name: str) -> None:
+    assert f"| `{name}` |" in README

@@ -232,3 +232,19 @@ def test_list_prints_every_registered_name(what: str, capsys: pytest.CaptureFixt
     out, err = capsys.readouterr()
     assert err == ""
     assert [line.split()[0] for line in out.splitlines()] == names
+
+
+def test_list_techniques_and_space(capsys: pytest.CaptureFixture[str]) -> None:
+    """`dicelab list techniques` shows every registered technique with its category, and
+    `dicelab list space` the paper's 22 genes."""
+    from dicelab.paper_space import GENES
+    from dicelab.techniques import list_techniques
+
+    assert main(["list", "techniques"]) == 0
+    out = capsys.readouterr().out
+    for cls in list_techniques():
+        assert f"{cls.name:<18} {cls.category.value}" in out
+    assert main(["list", "space"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 + len(GENES)
+    assert "weight noise" in lines[20] and "x >= 6 is off" in lines[20]
