@@ -83,8 +83,10 @@ class Dropconnect(BaseTechnique):
             if not (module.training and ctx.training):
                 return None
             x = args[0]
-            draw = torch.rand(x.shape, generator=self.rng(x.device), device=x.device)
-            return (x.masked_fill(draw < self.p, 0.0), *args[1:])
+            keep = torch.rand(
+                x.shape, generator=self.rng(x.device), device=x.device, dtype=x.dtype
+            )
+            return (x * keep.ge_(self.p), *args[1:])  # (U >= p) in the draw's own buffer
 
         def mask_weight(
             module: WeightLayer, args: tuple[Any, ...], out: torch.Tensor
