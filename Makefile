@@ -22,8 +22,8 @@ test: $(STAMP)
 	$(BIN)/pytest -n 2 --doctest-modules src/dicelab tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy src
 
 bench: $(STAMP)

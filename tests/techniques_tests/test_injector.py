@@ -139,3 +139,34 @@ def test_the_readme_custom_loop_example_runs() -> None:
     namespace = runpy.run_path(str(ROOT / "examples" / "custom_loop.py"))
     accuracy = namespace["main"](epochs=2)
     assert 0.7 < accuracy <= 1.0
+
+
+def test_a_techniques_draws_do_not_depend_on_which_others_are_on() -> None:
+    """Rotation's augmented batches are identical whether or not other techniques (that draw
+    before it in the same stage, or at other stages) are on."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.rand(32, 1, 12, 12, generator=gen)
+    y = torch.randint(0, 10, (32,), generator=gen)
+
+    def rotated(others: dict[str, object]) -> list[torch.Tensor]:
+        injector = Injector.from_config({"rotation": 0.2, **others}, seed=7)
+        injector.setup(torch.nn.Linear(144, 10), num_classes=10, train_size=32, epochs=2)
+        outputs = []
+        for _ in range(3):
+            rotation = next(t for t in injector.active if t.name == "rotation")
+            out, _ = rotation.on_batch(x, y, injector.ctx)  # rotation's own next draw
+            injector.data(x, y, torch.arange(32))  # every technique draws for the step
+            outputs.append(out)
+        return outputs
+
+    alone = rotated({})
+    crowded = rotated(
+        {
+            "flip": "horizontal",
+            "translation": 0.1,
+            "label_noise": 0.2,
+            "input_noise": 0.1,
+            "dropout": 0.3,
+        }
+    )
+    assert all(torch.equal(a, b) for a, b in zip(alone, crowded, strict=True))
