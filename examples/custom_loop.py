@@ -14,6 +14,7 @@ from dicelab.techniques import Injector
 
 def main(epochs: int = 5, seed: int = 0) -> float:
     """Train a small CNN of your own on digits with four techniques; returns test accuracy."""
+    torch.manual_seed(seed)  # your script, your global RNG: it initialises the model below
     data = load_data("digits", split="final")
     model = nn.Sequential(  # any nn.Module: techniques attach through hooks
         nn.Conv2d(1, 16, 3, padding=1),

@@ -137,7 +137,8 @@ def test_trainer_with_techniques_resumes_exactly(
 
 def test_the_readme_custom_loop_example_runs() -> None:
     namespace = runpy.run_path(str(ROOT / "examples" / "custom_loop.py"))
-    accuracy = namespace["main"](epochs=2)
+    with torch.random.fork_rng():  # the example seeds its own (global) model initialisation
+        accuracy = namespace["main"](epochs=3)
     assert 0.7 < accuracy <= 1.0
 
 

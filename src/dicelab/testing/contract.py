@@ -31,8 +31,9 @@ import pytest
 import torch
 from torch import nn
 
-from dicelab.rng import isolated_global_rng
+from dicelab.rng import RandomStreams, isolated_global_rng
 from dicelab.space import hparams
+from dicelab.stages import Context
 from dicelab.techniques import BaseTechnique, Injector, mid_range
 
 NUM_CLASSES = 4
@@ -165,6 +166,44 @@ class TechniqueContract:
 
     def test_default_is_an_exact_identity(self, technique_cls: type[BaseTechnique]) -> None:
         assert same(run_trace(technique_cls()), run_trace(None))
+
+    def test_default_hooks_return_their_inputs_and_draw_nothing(
+        self, technique_cls: type[BaseTechnique]
+    ) -> None:
+        """Called directly (not through an Injector, which skips it), every hook of a
+        technique at its default returns its inputs unchanged and creates no generator."""
+        technique, streams = technique_cls(), RandomStreams(0)
+        technique.bind(streams)
+        model = toy_model()
+        ctx = Context(num_classes=NUM_CLASSES, train_size=TRAIN_SIZE, epochs=EPOCHS)
+        before = [p.detach().clone() for p in model.parameters()]
+        technique.setup(model, ctx)
+        assert technique.attach(model, ctx) == []
+        assert technique.data_order(TRAIN_SIZE, ctx) is None
+        assert technique.learning_rate(0.1, 0.1, ctx) == 0.1
+        assert technique.batch_size(BATCH, BATCH, ctx) == BATCH
+        x, y, ctx.indices = toy_batch()
+        out_x, out_y = technique.on_batch(x, y, ctx)
+        assert out_x is x and out_y is y
+        loss = torch.rand(BATCH)
+        assert technique.on_loss(loss, ctx) is loss
+        params = list(model.parameters())
+        for param in params:
+            param.grad = torch.ones_like(param)
+        technique.on_grads(params, ctx)
+        technique.on_weights(params, ctx)
+        assert all(torch.equal(p.grad, torch.ones_like(p)) for p in params if p.grad is not None)
+        assert all(torch.equal(p, b) for p, b in zip(params, before, strict=True))
+        assert streams.state_dict() == {}
+
+    def test_data_hooks_keep_dtype_and_shape(self, technique_cls: type[BaseTechnique]) -> None:
+        technique = mid_range(technique_cls)
+        ctx = Context(num_classes=NUM_CLASSES, train_size=TRAIN_SIZE, epochs=EPOCHS)
+        technique.setup(toy_model(), ctx)
+        x, y, ctx.indices = toy_batch()
+        out_x, out_y = technique.on_batch(x.double(), y, ctx)
+        assert out_x.dtype == torch.float64 and out_x.shape == x.shape
+        assert len(out_y) == len(y)
 
     def test_mid_range_changes_the_run(self, technique_cls: type[BaseTechnique]) -> None:
         assert not same(run_trace(mid_range(technique_cls)), run_trace(None))

@@ -54,41 +54,10 @@ def test_factors_lie_in_the_range_and_are_uniform() -> None:
     assert abs((factors - 1).abs().mean().item() - factor / 2) < 0.002
 
 
-def test_default_is_an_exact_identity_that_draws_nothing() -> None:
-    streams = RandomStreams(0)
-    technique = Contrast()
-    technique.bind(streams)
-    x, y = images(), labels()
-    out, out_y = technique.on_batch(x, y, Context())
-    assert out is x and out_y is y
-    assert streams.state_dict() == {}
-
-
-def test_identity_when_not_training() -> None:
-    x, y = images(), labels()
-    out, out_y = bound(factor=0.2).on_batch(x, y, Context(training=False))
-    assert out is x and out_y is y
-
-
-def test_same_seed_same_output_other_seed_other_output() -> None:
-    x, y = images(), labels()
-    first, _ = bound(0, factor=0.2).on_batch(x, y, Context())
-    again, _ = bound(0, factor=0.2).on_batch(x, y, Context())
-    other, _ = bound(1, factor=0.2).on_batch(x, y, Context())
-    assert torch.equal(first, again)
-    assert not torch.equal(first, other)
-
-
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
 def test_keeps_dtype(dtype: torch.dtype) -> None:
     out, _ = bound(factor=0.2).on_batch(images().to(dtype), labels(), Context())
     assert out.dtype == dtype
-
-
-def test_global_rng_untouched() -> None:
-    before = torch.get_rng_state()
-    bound(factor=0.2).on_batch(images(), labels(), Context())
-    assert torch.equal(torch.get_rng_state(), before)
 
 
 def test_non_image_input_is_rejected() -> None:

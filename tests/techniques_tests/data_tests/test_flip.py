@@ -66,37 +66,6 @@ def test_keeps_labels_dtype_and_shape() -> None:
     assert out_y is y
 
 
-def test_default_is_an_exact_identity_that_draws_nothing() -> None:
-    streams = RandomStreams(0)
-    technique = Flip()
-    technique.bind(streams)
-    x, y = images(4), labels(4)
-    out, out_y = technique.on_batch(x, y, Context())
-    assert out is x and out_y is y
-    assert streams.state_dict() == {}
-
-
-def test_identity_when_not_training() -> None:
-    x, y = images(4), labels(4)
-    out, out_y = bound(mode="horizontal_and_vertical").on_batch(x, y, Context(training=False))
-    assert out is x and out_y is y
-
-
-def test_same_seed_same_output_other_seed_other_output() -> None:
-    x, y = images(), labels()
-    first, _ = bound(0, mode="horizontal_and_vertical").on_batch(x, y, Context())
-    again, _ = bound(0, mode="horizontal_and_vertical").on_batch(x, y, Context())
-    other, _ = bound(1, mode="horizontal_and_vertical").on_batch(x, y, Context())
-    assert torch.equal(first, again)
-    assert not torch.equal(first, other)
-
-
-def test_global_rng_untouched() -> None:
-    before = torch.get_rng_state()
-    bound(mode="horizontal").on_batch(images(), labels(), Context())
-    assert torch.equal(torch.get_rng_state(), before)
-
-
 def test_non_image_input_is_rejected() -> None:
     with pytest.raises(ConfigError, match=r"techniques\.flip.*\(B, C, H, W\)"):
         bound(mode="horizontal").on_batch(torch.rand(4, 40), labels(4), Context())

@@ -51,41 +51,10 @@ def test_works_on_one_dimensional_signals() -> None:
     assert out.shape == x.shape and bool((out != 0).all())
 
 
-def test_default_is_an_exact_identity_that_draws_nothing() -> None:
-    streams = RandomStreams(0)
-    technique = InputNoise()
-    technique.bind(streams)
-    x, y = images(), labels()
-    out, out_y = technique.on_batch(x, y, Context())
-    assert out is x and out_y is y
-    assert streams.state_dict() == {}
-
-
-def test_identity_when_not_training() -> None:
-    x, y = images(), labels()
-    out, out_y = bound(std=0.5).on_batch(x, y, Context(training=False))
-    assert out is x and out_y is y
-
-
-def test_same_seed_same_output_other_seed_other_output() -> None:
-    x, y = images(), labels()
-    first, _ = bound(0, std=0.2).on_batch(x, y, Context())
-    again, _ = bound(0, std=0.2).on_batch(x, y, Context())
-    other, _ = bound(1, std=0.2).on_batch(x, y, Context())
-    assert torch.equal(first, again)
-    assert not torch.equal(first, other)
-
-
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
 def test_keeps_dtype(dtype: torch.dtype) -> None:
     out, _ = bound(std=0.2).on_batch(images().to(dtype), labels(), Context())
     assert out.dtype == dtype
-
-
-def test_global_rng_untouched() -> None:
-    before = torch.get_rng_state()
-    bound(std=0.2).on_batch(images(), labels(), Context())
-    assert torch.equal(torch.get_rng_state(), before)
 
 
 @pytest.mark.parametrize("bad", [-0.1, "loud"])

@@ -113,33 +113,6 @@ def test_setup_needs_sizes() -> None:
         LabelNoise(p=0.3).setup(nn.Identity(), Context(num_classes=K))
 
 
-def test_default_is_an_exact_identity_that_draws_nothing() -> None:
-    streams = RandomStreams(0)
-    technique = LabelNoise()
-    technique.bind(streams)
-    technique.setup(nn.Identity(), Context(num_classes=K, train_size=16))
-    x, y = torch.zeros(4, 1), torch.zeros(4, dtype=torch.long)
-    out, out_y = technique.on_batch(x, y, Context(num_classes=K, indices=torch.arange(4)))
-    assert out is x and out_y is y
-    assert streams.state_dict() == {}
-    assert technique.state_dict() == {}
-
-
-def test_identity_when_not_training() -> None:
-    technique = ready(0.5, size=16)
-    x, y = torch.zeros(4, 1), torch.zeros(4, dtype=torch.long)
-    ctx = Context(num_classes=K, training=False, indices=torch.arange(4))
-    out, out_y = technique.on_batch(x, y, ctx)
-    assert out is x and out_y is y
-
-
-def test_global_rng_untouched() -> None:
-    before = torch.get_rng_state()
-    technique = ready(0.3, size=1000)
-    noisy(technique, dataset_labels(1000), torch.arange(1000))
-    assert torch.equal(torch.get_rng_state(), before)
-
-
 @pytest.mark.parametrize("bad", [-0.1, 1.5, "half"])
 def test_bad_p_is_rejected(bad: object) -> None:
     with pytest.raises(ConfigError, match="techniques.label_noise.p"):

@@ -100,42 +100,11 @@ def test_draws_do_not_depend_on_other_techniques() -> None:
     assert torch.equal(both, shifted)
 
 
-def test_default_is_an_exact_identity_that_draws_nothing() -> None:
-    streams = RandomStreams(0)
-    technique = Rotation()
-    technique.bind(streams)
-    x, y = images(), labels()
-    out, out_y = technique.on_batch(x, y, Context())
-    assert out is x and out_y is y
-    assert streams.state_dict() == {}
-
-
-def test_identity_when_not_training() -> None:
-    x, y = images(), labels()
-    out, out_y = bound(factor=0.2).on_batch(x, y, Context(training=False))
-    assert out is x and out_y is y
-
-
-def test_same_seed_same_output_other_seed_other_output() -> None:
-    x, y = images(), labels()
-    first, _ = bound(0, factor=0.2).on_batch(x, y, Context())
-    again, _ = bound(0, factor=0.2).on_batch(x, y, Context())
-    other, _ = bound(1, factor=0.2).on_batch(x, y, Context())
-    assert torch.equal(first, again)
-    assert not torch.equal(first, other)
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_keeps_dtype_and_shape(dtype: torch.dtype) -> None:
     x = images().to(dtype)
     out, _ = bound(factor=0.2).on_batch(x, labels(), Context())
     assert out.dtype == dtype and out.shape == x.shape
-
-
-def test_global_rng_untouched() -> None:
-    before = torch.get_rng_state()
-    bound(factor=0.2).on_batch(images(), labels(), Context())
-    assert torch.equal(torch.get_rng_state(), before)
 
 
 def test_non_image_input_is_rejected() -> None:

@@ -72,12 +72,6 @@ def test_not_training_keeps_the_stored_order() -> None:
     assert bound(enabled=True).data_order(SIZE, Context(training=False)) is None
 
 
-def test_global_rng_untouched() -> None:
-    before = torch.get_rng_state()
-    orders(bound(enabled=True), 2)
-    assert torch.equal(torch.get_rng_state(), before)
-
-
 def test_injector_uses_the_technique_stream() -> None:
     injector = Injector([Shuffle(enabled=True)], seed=5)
     expected = torch.randperm(SIZE, generator=RandomStreams(5).generator("technique/shuffle"))

@@ -86,15 +86,6 @@ def test_injector_applies_it_in_training_only() -> None:
         assert torch.equal(injector.loss(logits, targets), clean)
 
 
-def test_default_is_an_exact_identity_and_draws_nothing() -> None:
-    technique = bound(LossNoise())
-    assert technique.is_noop
-    loss = torch.rand(16)
-    state = technique.rng("cpu").get_state()
-    assert technique.on_loss(loss, Context()) is loss
-    assert torch.equal(technique.rng("cpu").get_state(), state)
-
-
 def test_identity_in_evaluation() -> None:
     technique = bound(LossNoise(std=0.5))
     loss = torch.rand(16)
@@ -109,12 +100,6 @@ def test_same_seed_same_factors_other_seed_other_factors() -> None:
 
     assert torch.equal(noisy(0), noisy(0))
     assert not torch.equal(noisy(0), noisy(1))
-
-
-def test_global_rng_untouched() -> None:
-    before = torch.get_rng_state()
-    bound(LossNoise(std=0.5)).on_loss(torch.ones(1000), Context())
-    assert torch.equal(torch.get_rng_state(), before)
 
 
 def test_keeps_dtype() -> None:

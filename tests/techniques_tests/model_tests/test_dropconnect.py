@@ -131,31 +131,6 @@ def test_default_is_off_whatever_the_mode(vgg: nn.Module) -> None:
 
 
 @pytest.mark.parametrize("mode", ["input", "weight"])
-def test_identity_when_not_training(mode: str, vgg: nn.Module, images: torch.Tensor) -> None:
-    plain = vgg(images)
-    assert torch.equal(hooked(bound(0.5, mode), vgg, images, Context(training=False)), plain)
-    vgg.eval()
-    with torch.no_grad():
-        assert torch.equal(hooked(bound(0.5, mode), vgg, images), vgg(images))
-
-
-@pytest.mark.parametrize("mode", ["input", "weight"])
-def test_same_seed_same_output_other_seed_other_output(
-    mode: str, user_cnn: nn.Module, images: torch.Tensor
-) -> None:
-    first = hooked(bound(0.4, mode, seed=0), user_cnn, images)
-    assert torch.equal(first, hooked(bound(0.4, mode, seed=0), user_cnn, images))
-    assert not torch.equal(first, hooked(bound(0.4, mode, seed=1), user_cnn, images))
-
-
-@pytest.mark.parametrize("mode", ["input", "weight"])
-def test_global_rng_untouched(mode: str, user_mlp: nn.Module, vectors: torch.Tensor) -> None:
-    before = torch.get_rng_state()
-    hooked(bound(0.4, mode), user_mlp, vectors)
-    assert torch.equal(torch.get_rng_state(), before)
-
-
-@pytest.mark.parametrize("mode", ["input", "weight"])
 def test_detach_restores_the_plain_model(mode: str, vgg: nn.Module, images: torch.Tensor) -> None:
     plain = vgg(images)
     injector = Injector.from_config({"dropconnect": {"p": 0.5, "mode": mode}}, seed=0)

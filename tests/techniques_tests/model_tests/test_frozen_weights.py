@@ -115,14 +115,6 @@ def test_default_draws_nothing_and_leaves_gradients(
     assert all(torch.equal(p.grad, g) for p, g in zip(user_mlp.parameters(), grads, strict=True))
 
 
-def test_identity_when_not_training(user_mlp: nn.Module, vectors: torch.Tensor) -> None:
-    technique = bound(0.5)
-    technique.setup(user_mlp, Context())
-    grads = with_grads(user_mlp, vectors)
-    technique.on_grads(trainable(user_mlp), Context(training=False))
-    assert all(torch.equal(p.grad, g) for p, g in zip(user_mlp.parameters(), grads, strict=True))
-
-
 def test_same_seed_same_masks_other_seed_other_masks(user_cnn: nn.Module) -> None:
     def masks(seed: int) -> list[torch.Tensor]:
         technique = bound(0.5, seed)
@@ -132,15 +124,6 @@ def test_same_seed_same_masks_other_seed_other_masks(user_cnn: nn.Module) -> Non
     first = masks(0)
     assert all(torch.equal(a, b) for a, b in zip(first, masks(0), strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(first, masks(1), strict=True))
-
-
-def test_global_rng_untouched(user_mlp: nn.Module, vectors: torch.Tensor) -> None:
-    before = torch.get_rng_state()
-    technique = bound(0.5)
-    technique.setup(user_mlp, Context())
-    with_grads(user_mlp, vectors)
-    technique.on_grads(trainable(user_mlp), Context())
-    assert torch.equal(torch.get_rng_state(), before)
 
 
 def test_misuse_is_reported(user_mlp: nn.Module, vectors: torch.Tensor) -> None:

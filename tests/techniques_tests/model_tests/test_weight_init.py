@@ -86,12 +86,6 @@ def test_same_seed_same_weights_other_seed_other_weights(user_cnn: nn.Module) ->
     assert not torch.equal(first[0], snapshot(user_cnn)[0])
 
 
-def test_global_rng_untouched(user_cnn: nn.Module) -> None:
-    before = torch.get_rng_state()
-    bound(0.05).setup(user_cnn, Context())
-    assert torch.equal(torch.get_rng_state(), before)
-
-
 @pytest.mark.parametrize("std", [-0.05, "wide"])
 def test_bad_std_is_rejected(std: object) -> None:
     with pytest.raises(ConfigError, match="techniques.weight_init.std"):

@@ -95,12 +95,6 @@ def test_result_depends_on_base_and_epoch_only() -> None:
     assert technique.batch_size(999, 128, Context(epoch=1, epochs=4, training=False)) == 256
 
 
-def test_default_is_an_exact_identity() -> None:
-    technique = BatchSchedule()
-    assert technique.is_noop
-    assert technique.batch_size(333, 128, Context(epoch=9, epochs=10)) == 333
-
-
 def test_deterministic_and_global_rng_untouched() -> None:
     before = torch.get_rng_state()
     first, second = BatchSchedule(s=0.7), BatchSchedule(s=0.7)

@@ -108,29 +108,6 @@ def test_every_trainable_tensor_with_a_grad_and_none_without() -> None:
     assert without.grad is None
 
 
-def test_default_is_an_exact_identity_and_draws_nothing() -> None:
-    technique = bound(GradientNoise())
-    assert technique.is_noop
-    grad = torch.randn(100)
-    before = grad.clone()
-    state = stream_state(technique)
-    param = param_with_grad(grad)
-    technique.on_grads([param], Context())
-    assert param.grad is grad
-    assert torch.equal(grad, before)
-    assert torch.equal(stream_state(technique), state)
-
-
-def test_identity_when_not_training() -> None:
-    technique = bound(GradientNoise(eta=0.3))
-    grad = torch.randn(100)
-    before = grad.clone()
-    state = stream_state(technique)
-    technique.on_grads([param_with_grad(grad)], Context(training=False))
-    assert torch.equal(grad, before)
-    assert torch.equal(stream_state(technique), state)
-
-
 def test_same_seed_same_noise_other_seed_other_noise() -> None:
     def noisy(seed: int) -> torch.Tensor:
         param = param_with_grad(torch.zeros(1000))
@@ -139,12 +116,6 @@ def test_same_seed_same_noise_other_seed_other_noise() -> None:
 
     assert torch.equal(noisy(0), noisy(0))
     assert not torch.equal(noisy(0), noisy(1))
-
-
-def test_global_rng_untouched() -> None:
-    before = torch.get_rng_state()
-    bound(GradientNoise(eta=0.3)).on_grads([param_with_grad(torch.zeros(1000))], Context())
-    assert torch.equal(torch.get_rng_state(), before)
 
 
 def test_keeps_dtype() -> None:

@@ -131,13 +131,6 @@ def test_injector_sets_every_param_group_and_keeps_base_rates() -> None:
     assert resumed.state_dict()["base_lrs"] == [1e-3, 1e-2]
 
 
-def test_default_is_an_exact_identity() -> None:
-    technique = LrSchedule()
-    assert technique.is_noop
-    lr = 0.123
-    assert technique.learning_rate(lr, 1e-3, Context(epoch=9)) is lr
-
-
 def test_deterministic_and_global_rng_untouched() -> None:
     before = torch.get_rng_state()
     first, second = LrSchedule(s=-0.7), LrSchedule(s=-0.7)

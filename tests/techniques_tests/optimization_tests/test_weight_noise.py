@@ -96,27 +96,6 @@ def test_search_range_is_log_scale_matching_the_paper_gene() -> None:
     assert spec.default == 0.0 and hparams(WeightNoise)["gamma"].search is None
 
 
-def test_default_is_an_exact_identity_and_draws_nothing() -> None:
-    technique = bound(WeightNoise())
-    assert technique.is_noop
-    param = random_param(100)
-    before = param.detach().clone()
-    state = technique.rng("cpu").get_state()
-    technique.on_weights([param], Context())
-    assert torch.equal(param.detach(), before)
-    assert torch.equal(technique.rng("cpu").get_state(), state)
-
-
-def test_identity_when_not_training() -> None:
-    technique = bound(WeightNoise(eta=ETA))
-    param = random_param(100)
-    before = param.detach().clone()
-    state = technique.rng("cpu").get_state()
-    technique.on_weights([param], Context(training=False))
-    assert torch.equal(param.detach(), before)
-    assert torch.equal(technique.rng("cpu").get_state(), state)
-
-
 def test_same_seed_same_noise_other_seed_other_noise() -> None:
     def noisy(seed: int) -> torch.Tensor:
         param = random_param(1000)
@@ -125,12 +104,6 @@ def test_same_seed_same_noise_other_seed_other_noise() -> None:
 
     assert torch.equal(noisy(0), noisy(0))
     assert not torch.equal(noisy(0), noisy(1))
-
-
-def test_global_rng_untouched() -> None:
-    before = torch.get_rng_state()
-    bound(WeightNoise(eta=ETA)).on_weights([random_param(1000)], Context())
-    assert torch.equal(torch.get_rng_state(), before)
 
 
 def test_keeps_dtype() -> None:

@@ -49,6 +49,8 @@ class GradientDropout(BaseTechnique):
     p: float = hp(0.0, valid=(0.0, 1.0), search=(0.0, 0.5), doc="masking probability")
 
     def on_grads(self, params: Sequence[nn.Parameter], ctx: Context) -> None:
+        if self.is_noop or not ctx.training:
+            return
         for param in params:
             grad = param.grad
             if grad is None:
