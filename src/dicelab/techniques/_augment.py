@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from dicelab.exceptions import ConfigError
+from dicelab.stages import Context
+from dicelab.techniques._base import BaseTechnique
 
 
 def require_images(technique: str, x: torch.Tensor) -> None:
@@ -72,3 +74,24 @@ def resample(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     theta = (matrix * to_normalised).to(x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+class AffineAugmentation(BaseTechnique):
+    """A DATA technique that moves each image by its own random affine map.
+
+    Subclasses implement :meth:`affine`; the hook draws the batch's maps from the technique's
+    stream and resamples the batch once.
+    """
+
+    def affine(self, batch: int, height: int, width: int, device: torch.device) -> torch.Tensor:
+        """The next ``batch`` output → input maps ``(B, 2, 3)`` in centred pixel units."""
+        raise NotImplementedError
+
+    def on_batch(
+        self, x: torch.Tensor, y: torch.Tensor, ctx: Context
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.is_noop or not ctx.training:
+            return x, y
+        require_images(self.name, x)
+        batch, _, height, width = x.shape
+        return resample(x, self.affine(batch, height, width, x.device)), y

@@ -24,9 +24,9 @@ from typing import ClassVar
 import torch
 
 from dicelab.space import hp
-from dicelab.stages import Category, Context
-from dicelab.techniques._augment import require_images, resample, symmetric_uniform
-from dicelab.techniques._base import BaseTechnique, register_technique
+from dicelab.stages import Category
+from dicelab.techniques._augment import AffineAugmentation, symmetric_uniform
+from dicelab.techniques._base import register_technique
 
 
 def rotation_matrix(angles: torch.Tensor) -> torch.Tensor:
@@ -50,13 +50,14 @@ def rotation_matrix(angles: torch.Tensor) -> torch.Tensor:
 
 @register_technique
 @dataclass(repr=False)
-class Rotation(BaseTechnique):
+class Rotation(AffineAugmentation):
     """Rotate each image by its own angle drawn from U[−factor·2π, factor·2π].
 
     Args:
         factor: the largest rotation as a fraction of a full turn; ``0.0`` (default) is off.
 
     Example:
+        >>> from dicelab.stages import Context
         >>> x = torch.rand(2, 1, 8, 8)
         >>> out, _ = Rotation(factor=0.1).on_batch(x, torch.zeros(2), Context())
         >>> out.shape
@@ -76,11 +77,5 @@ class Rotation(BaseTechnique):
         """The next ``batch`` angles (radians, float32) from this technique's stream."""
         return symmetric_uniform((batch,), self.factor * 2.0 * math.pi, self.rng(device), device)
 
-    def on_batch(
-        self, x: torch.Tensor, y: torch.Tensor, ctx: Context
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.is_noop or not ctx.training:
-            return x, y
-        require_images(self.name, x)
-        angles = self.draw_angles(x.shape[0], x.device)
-        return resample(x, rotation_matrix(angles)), y
+    def affine(self, batch: int, height: int, width: int, device: torch.device) -> torch.Tensor:
+        return rotation_matrix(self.draw_angles(batch, device))

@@ -24,9 +24,9 @@ from typing import ClassVar
 import torch
 
 from dicelab.space import hp
-from dicelab.stages import Category, Context
-from dicelab.techniques._augment import require_images, resample, symmetric_uniform
-from dicelab.techniques._base import BaseTechnique, register_technique
+from dicelab.stages import Category
+from dicelab.techniques._augment import AffineAugmentation, symmetric_uniform
+from dicelab.techniques._base import register_technique
 
 
 def translation_matrix(shifts: torch.Tensor) -> torch.Tensor:
@@ -46,13 +46,14 @@ def translation_matrix(shifts: torch.Tensor) -> torch.Tensor:
 
 @register_technique
 @dataclass(repr=False)
-class Translation(BaseTechnique):
+class Translation(AffineAugmentation):
     """Shift each image by up to ``factor`` of its height and width.
 
     Args:
         factor: the largest shift as a fraction of the image size; ``0.0`` (default) is off.
 
     Example:
+        >>> from dicelab.stages import Context
         >>> x = torch.rand(2, 1, 8, 8)
         >>> out, _ = Translation(factor=0.1).on_batch(x, torch.zeros(2), Context())
         >>> out.shape
@@ -76,12 +77,5 @@ class Translation(BaseTechnique):
         size = torch.tensor([float(height), float(width)], device=device)
         return fractions * size
 
-    def on_batch(
-        self, x: torch.Tensor, y: torch.Tensor, ctx: Context
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.is_noop or not ctx.training:
-            return x, y
-        require_images(self.name, x)
-        batch, _, height, width = x.shape
-        shifts = self.draw_shifts(batch, height, width, x.device)
-        return resample(x, translation_matrix(shifts)), y
+    def affine(self, batch: int, height: int, width: int, device: torch.device) -> torch.Tensor:
+        return translation_matrix(self.draw_shifts(batch, height, width, device))

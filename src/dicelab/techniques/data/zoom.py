@@ -29,9 +29,9 @@ import torch
 
 from dicelab.exceptions import ConfigError
 from dicelab.space import hp
-from dicelab.stages import Category, Context
-from dicelab.techniques._augment import require_images, resample, symmetric_uniform
-from dicelab.techniques._base import BaseTechnique, register_technique
+from dicelab.stages import Category
+from dicelab.techniques._augment import AffineAugmentation, symmetric_uniform
+from dicelab.techniques._base import register_technique
 
 
 def zoom_matrix(amounts: torch.Tensor) -> torch.Tensor:
@@ -50,7 +50,7 @@ def zoom_matrix(amounts: torch.Tensor) -> torch.Tensor:
 
 @register_technique
 @dataclass(repr=False)
-class Zoom(BaseTechnique):
+class Zoom(AffineAugmentation):
     """Zoom each image in or out, by independent amounts along its height and width.
 
     Args:
@@ -58,6 +58,7 @@ class Zoom(BaseTechnique):
             draws zoom out. ``0.0`` (default) is off.
 
     Example:
+        >>> from dicelab.stages import Context
         >>> x = torch.rand(2, 1, 8, 8)
         >>> out, _ = Zoom(factor=0.1).on_batch(x, torch.zeros(2), Context())
         >>> out.shape
@@ -86,11 +87,5 @@ class Zoom(BaseTechnique):
         """The next ``batch`` zoom amounts ``(B, 2)`` = ``(z_h, z_w)`` (float32)."""
         return symmetric_uniform((batch, 2), self.factor, self.rng(device), device)
 
-    def on_batch(
-        self, x: torch.Tensor, y: torch.Tensor, ctx: Context
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.is_noop or not ctx.training:
-            return x, y
-        require_images(self.name, x)
-        amounts = self.draw_amounts(x.shape[0], x.device)
-        return resample(x, zoom_matrix(amounts)), y
+    def affine(self, batch: int, height: int, width: int, device: torch.device) -> torch.Tensor:
+        return zoom_matrix(self.draw_amounts(batch, device))
