@@ -171,3 +171,34 @@ def test_a_techniques_draws_do_not_depend_on_which_others_are_on() -> None:
         }
     )
     assert all(torch.equal(a, b) for a, b in zip(alone, crowded, strict=True))
+
+
+@pytest.mark.parametrize("name", ["flip", "rotation", "zoom", "translation", "contrast"])
+def test_image_techniques_are_rejected_for_signals_before_training(name: str) -> None:
+    injector = Injector([create_technique(name, "horizontal" if name == "flip" else 0.1)])
+    with pytest.raises(ConfigError, match=f"techniques.{name}: .*images"):
+        injector.setup(torch.nn.Linear(40, 10), num_classes=10, input_shape=(1, 40))
+
+
+def test_cli_rejects_an_image_technique_on_mnist1d_without_writing(tmp_path: Path) -> None:
+    from dicelab.cli import main
+
+    run = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "--quiet",
+            "--out",
+            str(run),
+            "--set",
+            "data.name=mnist1d",
+            "--set",
+            "model.name=cnn1d",
+            "--set",
+            "techniques.zoom=0.1",
+            "--set",
+            f"data.root={tmp_path / 'data'}",
+        ]
+    )
+    assert code == 2
+    assert not run.exists()

@@ -13,6 +13,8 @@ non-square images; :func:`resample` converts to ``affine_grid``'s normalised coo
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
@@ -82,6 +84,8 @@ class AffineAugmentation(BaseTechnique):
     Subclasses implement :meth:`affine`; the hook draws the batch's maps from the technique's
     stream and resamples the batch once.
     """
+
+    needs_images: ClassVar[bool] = True
 
     def affine(self, batch: int, height: int, width: int, device: torch.device) -> torch.Tensor:
         """The next ``batch`` output → input maps ``(B, 2, 3)`` in centred pixel units."""

@@ -54,6 +54,8 @@ class BaseTechnique:
             the authors' code, see the docs).
         deterministic: the technique draws no random numbers (the schedules); the contract
             suite then expects equal results under different seeds.
+        needs_images: the technique works on image batches ``(B, C, H, W)`` only; the
+            Injector rejects it at setup when told the inputs are not images.
     """
 
     name: ClassVar[str]
@@ -62,6 +64,7 @@ class BaseTechnique:
     priority: ClassVar[int] = 50
     category_verified: ClassVar[bool] = False
     deterministic: ClassVar[bool] = False
+    needs_images: ClassVar[bool] = False
 
     _streams: RandomStreams | None = None
 

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from dicelab.exceptions import ConfigError
 from dicelab.rng import RandomStreams
 from dicelab.stages import Context
 from dicelab.techniques._base import _HOOKS, BaseTechnique, create_technique
@@ -77,9 +78,28 @@ class Injector:
     # -- once -----------------------------------------------------------------------------
 
     def setup(
-        self, model: nn.Module, *, num_classes: int, train_size: int = 0, epochs: int = 0
+        self,
+        model: nn.Module,
+        *,
+        num_classes: int,
+        train_size: int = 0,
+        epochs: int = 0,
+        input_shape: Sequence[int] | None = None,
     ) -> None:
-        """Run the INIT hooks and attach the MODEL hooks to ``model`` (any ``nn.Module``)."""
+        """Run the INIT hooks and attach the MODEL hooks to ``model`` (any ``nn.Module``).
+
+        Given ``input_shape`` (one example's shape), image-only techniques are checked against
+        it here, before any training, rather than at the first batch.
+        """
+        if input_shape is not None and len(input_shape) != 3:
+            for technique in self.active:
+                if technique.needs_images:
+                    raise ConfigError(
+                        f"techniques.{technique.name}",
+                        getattr(technique, technique.strength),
+                        f"works on images (C, H, W) only, and these inputs have shape "
+                        f"{tuple(input_shape)}; turn it off for this dataset",
+                    )
         self.ctx.num_classes = num_classes
         self.ctx.train_size = train_size
         self.ctx.epochs = epochs

@@ -165,6 +165,7 @@ class Trainer:
             num_classes=self.data.num_classes,
             train_size=len(self.data.train),
             epochs=config.train.epochs,
+            input_shape=self.data.input_shape,
         )
         self.optimizer = build_optimizer(config.optimizer, self.model.parameters())
         self.epoch = 0

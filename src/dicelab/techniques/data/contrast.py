@@ -53,6 +53,7 @@ class Contrast(BaseTechnique):
 
     name: ClassVar[str] = "contrast"
     category: ClassVar[Category] = Category.DATA
+    needs_images: ClassVar[bool] = True
     strength: ClassVar[str] = "factor"
     priority: ClassVar[int] = 50
 

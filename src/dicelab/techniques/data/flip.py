@@ -53,6 +53,7 @@ class Flip(BaseTechnique):
 
     name: ClassVar[str] = "flip"
     category: ClassVar[Category] = Category.DATA
+    needs_images: ClassVar[bool] = True
     strength: ClassVar[str] = "mode"
     priority: ClassVar[int] = 10
 
