@@ -251,7 +251,8 @@ def test_resume_after_interrupt_matches_uninterrupted(
 
 
 def _train_command(data_root: Path, out: Path, *extra: str) -> list[str]:
-    """The ``dicelab train`` command line of the kill test (6 epochs of about 0.2 s each)."""
+    """The ``dicelab train`` command line of the kill test (6 epochs of about 0.2 s each), with
+    techniques whose state must survive the kill (data order, masks, step counters)."""
     settings = [
         "data.name=digits",
         f"data.root={data_root}",
@@ -260,6 +261,11 @@ def _train_command(data_root: Path, out: Path, *extra: str) -> list[str]:
         "train.batch_size=32",
         "train.epochs=6",
         "optimizer.name=adam",
+        "techniques.shuffle=true",
+        "techniques.translation=0.1",
+        "techniques.dropout=0.1",
+        "techniques.frozen_weights=0.2",
+        "techniques.gradient_noise=1e-4",
     ]
     command = [sys.executable, "-m", "dicelab", "train", "--threads", "1", "--quiet"]
     for setting in settings:

@@ -229,20 +229,20 @@ class Trainer:
             "train_acc": correct.item() / len(train),
         }
 
+    def _recalibration_batches(self) -> Iterator[torch.Tensor]:
+        """Training inputs in equal batches: BatchNorm's cumulative average weights every batch
+        alike, so a smaller last batch is left out unless it is the only one."""
+        size = min(self.config.train.batch_size, len(self.data.train))
+        for x, _, _ in self._batches(self.data.train, size, None):
+            if len(x) == size:
+                yield x
+
     @torch.no_grad()
     def evaluate(self, split: Split) -> tuple[float, float]:
         """Mean cross-entropy and accuracy on ``split`` in evaluation mode."""
         if self.config.train.recalibrate_bn:
             with self.injector.paused():  # the statistics of the clean network
-                recalibrate_batchnorm(
-                    self.model,
-                    (
-                        x
-                        for x, _, _ in self._batches(
-                            self.data.train, self.config.train.batch_size, None
-                        )
-                    ),
-                )
+                recalibrate_batchnorm(self.model, self._recalibration_batches())
         was_training = self.model.training
         self.model.eval()
         loss_sum = torch.zeros((), device=self.device)
