@@ -261,7 +261,7 @@ def _build(cls: type, data: Any, path: str) -> Any:
         sub = f"{path}.{name}" if path else name
         if name not in data:
             continue
-        value = _coerce(hints[name], data[name], sub)
+        value = coerce(hints[name], data[name], sub)
         check = fld.metadata.get("check")
         if check is not None and value is not None:
             problem = check(value)
@@ -271,8 +271,9 @@ def _build(cls: type, data: Any, path: str) -> Any:
     return cls(**values)
 
 
-def _coerce(tp: Any, value: Any, path: str) -> Any:
-    """Check ``value`` against the annotation ``tp`` and convert where it is lossless."""
+def coerce(tp: Any, value: Any, path: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert where it is lossless; a
+    mismatch raises :class:`ConfigError` naming ``path``."""
     origin = get_origin(tp)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value, path)
@@ -281,7 +282,7 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         if value is None and type(None) in options:
             return None
         (inner,) = [o for o in options if o is not type(None)]
-        return _coerce(inner, value, path)
+        return coerce(inner, value, path)
     if origin is Literal:
         choices = [str(c) for c in get_args(tp)]
         if value not in get_args(tp):

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from dicelab.config import coerce
 from dicelab.exceptions import ConfigError, UnknownNameError
 from dicelab.registry import Registry
 from dicelab.rng import RandomStreams
@@ -188,28 +189,9 @@ def register_technique(cls: T) -> T:
 
 def _check_type(technique: str, field: str, spec: HParam, value: Any) -> Any:
     """``value`` converted to the type of the default where lossless, else ConfigError."""
-    path = f"techniques.{technique}.{field}"
-    default = spec.default
-    if spec.choices is not None:
+    if spec.choices is not None or not isinstance(spec.default, (bool, int, float)):
         return value
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(path, value, "must be true or false")
-    if isinstance(default, int):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(path, value, "must be an integer")
-    if isinstance(default, float):
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(path, value, "must be a number")
-    return value
+    return coerce(type(spec.default), value, f"techniques.{technique}.{field}")
 
 
 def create_technique(name: str, params: Mapping[str, Any] | Any | None = None) -> BaseTechnique:
