@@ -109,7 +109,11 @@ class ModelConfig:
 
 @dataclass
 class OptimizerConfig:
-    """The base optimizer (the paper's three: SGD, SGD with momentum, Adam)."""
+    """The base optimizer (the first paper's three: SGD, SGD with momentum, Adam) and an
+    optional weight-perturbation wrapper around it (the second paper's SAM and RWP family).
+
+    Hyperparameters of a wrapper that is not chosen are kept but unused.
+    """
 
     name: Literal["sgd", "momentum", "adam"] = spec(
         "sgd", "sgd, momentum (SGD with momentum) or adam"
@@ -125,6 +129,37 @@ class OptimizerConfig:
     eps: float = spec(1e-7, "Adam's epsilon (Keras default 1e-7)", check=positive)
     weight_decay: float = spec(
         0.0, "L2 weight decay (the papers' runs use none)", check=at_least(0)
+    )
+    perturbation: Literal["none", "sam", "asam", "rwp", "arwp", "mrwp", "marwp"] = spec(
+        "none",
+        "weight-perturbation wrapper around the base optimizer: none, sam, asam (adaptive "
+        "SAM), rwp, arwp (adaptive RWP), mrwp, marwp (mixed: λ·perturbed + (1−λ)·clean)",
+    )
+    rho: float | None = spec(
+        None, "SAM/ASAM ascent radius ρ (default 0.05 for sam, 2.0 for asam)", check=at_least(0)
+    )
+    sigma: float | None = spec(
+        None,
+        "RWP-family relative noise scale σ₀ (default 0.01 for rwp/arwp, 0.015 for mrwp/marwp)",
+        check=at_least(0),
+    )
+    sigma_schedule: Literal["constant", "cosine"] = spec(
+        "constant", "σ over the run: constant, or cosine from σ₀ up to σ₀·(1 + sigma_inc)"
+    )
+    sigma_inc: float = spec(10.0, "relative σ increase of the cosine schedule", check=at_least(0))
+    lam: float = spec(
+        0.5, "mrwp/marwp weight λ of the perturbed gradient", check=in_interval(0, 1)
+    )
+    eta: float = spec(0.1, "arwp/marwp η: noise std divided by sqrt(1 + η·F)", check=at_least(0))
+    beta: float = spec(
+        0.99,
+        "arwp/marwp decay β of the squared-gradient sum F ← β·F + g²",
+        check=in_interval(0, 1, open_high=True),
+    )
+    mix_batches: Literal["consecutive", "same"] = spec(
+        "consecutive",
+        "mrwp/marwp: gradients from two consecutive batches, one update per two (the "
+        "authors' code), or both from the same batch (a deviation)",
     )
 
 
@@ -174,12 +209,14 @@ def from_dict(data: Mapping[str, Any] | None) -> RunConfig:
     """Build a :class:`RunConfig` from nested plain data, checking every key and value."""
     from dicelab.data import DATASETS
     from dicelab.models.build import resolve_options
+    from dicelab.optim.factory import resolve_perturbation
     from dicelab.techniques import create_technique
 
     config: RunConfig = _build(RunConfig, data or {}, "")
     if ":" not in config.data.name:
         DATASETS.get(config.data.name)  # an unknown name fails here, before any work
     config.model.options = resolve_options(config.model.name, config.model.options)
+    resolve_perturbation(config.optimizer)
     # Techniques that are on, with every hyperparameter filled in; those at their default
     # (off) are dropped, so a configuration that spells them out means and hashes the same.
     resolved: dict[str, Any] = {}

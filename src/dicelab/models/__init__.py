@@ -20,7 +20,7 @@ see :func:`recalibrate_batchnorm`).
 from __future__ import annotations
 
 from dicelab.models.base import BATCHNORM_PRESETS, MODELS, ModelInfo
-from dicelab.models.batchnorm import recalibrate_batchnorm
+from dicelab.models.batchnorm import frozen_bn_stats, recalibrate_batchnorm
 from dicelab.models.build import build_model, list_models
 from dicelab.models.fc import FullyConnected
 from dicelab.models.mnist1d import MLP1D, ConvNet1D
@@ -42,5 +42,6 @@ __all__ = [
     "WideResNet",
     "build_model",
     "list_models",
+    "frozen_bn_stats",
     "recalibrate_batchnorm",
 ]

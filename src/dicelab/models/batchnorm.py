@@ -9,7 +9,8 @@ batches, with the final weights, removes that lag.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -56,3 +57,24 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> 
             layer.momentum = momentum
         for module, training in modes.items():
             module.training = training
+
+
+@contextmanager
+def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
+    """Inside the block, BatchNorm layers in training mode normalise with the batch's
+    statistics as usual but leave their running mean, variance and batch count untouched.
+
+    Used for the perturbed pass of SAM and of the mixed RWP methods, so the running
+    statistics describe the clean weights only. Unlike setting ``momentum=0`` this also works
+    for a cumulative average (``momentum=None``) and leaves ``num_batches_tracked`` alone.
+    """
+    layers = [
+        m for m in model.modules() if isinstance(m, _BATCHNORM_TYPES) and m.track_running_stats
+    ]
+    try:
+        for layer in layers:
+            layer.track_running_stats = False
+        yield
+    finally:
+        for layer in layers:
+            layer.track_running_stats = True

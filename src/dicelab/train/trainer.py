@@ -23,6 +23,7 @@ import math
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,8 @@ from dicelab.config import RunConfig, config_hash, load_config, to_yaml
 from dicelab.data import DataBundle, Split, load_data, to_float
 from dicelab.exceptions import ConfigError, DicelabError, RunError
 from dicelab.models import build_model
-from dicelab.models.batchnorm import recalibrate_batchnorm
-from dicelab.optim import build_optimizer
+from dicelab.models.batchnorm import frozen_bn_stats, recalibrate_batchnorm
+from dicelab.optim import PerturbedOptimizer, build_optimizer
 from dicelab.rng import derive_seed, isolated_global_rng
 from dicelab.techniques import Injector
 
@@ -167,7 +168,12 @@ class Trainer:
             epochs=config.train.epochs,
             input_shape=self.data.input_shape,
         )
-        self.optimizer = build_optimizer(config.optimizer, self.model.parameters())
+        self.optimizer = build_optimizer(
+            config.optimizer,
+            self.model.parameters(),
+            total_steps=self.planned_updates(),
+            seed=derive_seed(config.seed, "perturbation"),
+        )
         self.epoch = 0
         self.updates = 0
         self.examples_seen = 0
@@ -175,6 +181,23 @@ class Trainer:
         self.elapsed = 0.0
         self._global_rng: torch.Tensor | None = None
         self._global_rng_cuda: torch.Tensor | None = None
+
+    def _batches_per_epoch(self) -> list[int]:
+        """Mini-batches in each epoch (the batch-size schedule may change them)."""
+        cfg = self.config.train
+        return [
+            math.ceil(len(self.data.train) / self.injector.batch_size(cfg.batch_size, epoch))
+            for epoch in range(cfg.epochs)
+        ]
+
+    def planned_updates(self) -> int:
+        """Optimizer updates in the whole run (half the batches for m-RWP on consecutive
+        batches, which spends two batches per update)."""
+        batches = sum(self._batches_per_epoch())
+        opt = self.config.optimizer
+        if opt.perturbation in ("mrwp", "marwp") and opt.mix_batches == "consecutive":
+            return max(1, batches // 2)
+        return batches
 
     # -- one epoch ------------------------------------------------------------------------
 
@@ -189,13 +212,51 @@ class Trainer:
             idx = order[start : start + batch_size]
             yield to_float(split.x[idx]), split.y[idx], idx
 
+    def _backward(
+        self, inputs: torch.Tensor, targets: torch.Tensor, *, freeze_bn: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward, per-example loss × LOSS techniques, reduction, backward; (logits, losses)."""
+        with frozen_bn_stats(self.model) if freeze_bn else nullcontext():
+            logits = self.model(inputs)
+            per_example = self.injector.loss(logits, targets)  # (B,)
+            sum_up = self.config.train.reduction == "sum"
+            loss = per_example.sum() if sum_up else per_example.mean()
+            loss.backward()
+        return logits, per_example
+
+    def _gradient(
+        self, inputs: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """This batch's pass(es) for the optimizer; the logits and losses of the first.
+
+        A plain optimizer takes one pass at ``w``. A perturbation optimizer takes its pass at
+        ``w + ε`` (after a clean pass first when its perturbation needs the gradient: SAM,
+        m-RWP on one batch); BatchNorm running statistics are frozen on a perturbed pass when
+        the update also has a clean one.
+        """
+        opt = self.optimizer
+        opt.zero_grad(set_to_none=True)
+        if not isinstance(opt, PerturbedOptimizer):
+            return self._backward(inputs, targets)
+        first = None
+        if opt.needs_gradient_to_perturb:
+            first = self._backward(inputs, targets)
+        opt.perturb()
+        second = self._backward(inputs, targets, freeze_bn=opt.perturbed and opt.takes_clean_pass)
+        return first or second
+
+    def _update_ready(self) -> bool:
+        """Whether the gradients now hold an update (always, except on the clean batch of
+        m-RWP on consecutive batches); restores perturbed weights first."""
+        opt = self.optimizer
+        return opt.restore() if isinstance(opt, PerturbedOptimizer) else True
+
     def train_epoch(self, bar: tqdm | None = None) -> dict[str, float] | None:
         """One pass over the training set; the epoch's metrics, or ``None`` if it diverged."""
-        cfg = self.config.train
         train = self.data.train
         injector = self.injector
         batch_size = injector.start_epoch(
-            self.epoch, self.optimizer, base_batch_size=cfg.batch_size
+            self.epoch, self.optimizer, base_batch_size=self.config.train.batch_size
         )
         assert batch_size is not None  # a base size was given
         order = injector.data_order(len(train))
@@ -206,15 +267,12 @@ class Trainer:
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         for step, (x, y, idx) in enumerate(self._batches(train, batch_size, order), 1):
             inputs, targets = injector.data(x, y, idx)
-            logits = self.model(inputs)
-            per_example = injector.loss(logits, targets)  # (B,)
-            loss = per_example.sum() if cfg.reduction == "sum" else per_example.mean()
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            injector.before_step(self.model.parameters())
-            self.optimizer.step()
-            injector.end_step()
-            self.updates += 1
+            logits, per_example = self._gradient(inputs, targets)
+            if self._update_ready():
+                injector.before_step(self.model.parameters())
+                self.optimizer.step()
+                injector.end_step()
+                self.updates += 1
             self.examples_seen += len(y)
             loss_sum += per_example.detach().sum()
             correct += (logits.detach().argmax(1) == y).sum()
@@ -345,10 +403,7 @@ class Trainer:
 
     def _fit(self) -> RunResult:
         cfg = self.config.train
-        steps = [  # per epoch: the batch-size schedule may change it
-            math.ceil(len(self.data.train) / self.injector.batch_size(cfg.batch_size, epoch))
-            for epoch in range(cfg.epochs)
-        ]
+        steps = self._batches_per_epoch()
         status, message = "completed", ""
         with tqdm(
             total=sum(steps),
