@@ -9,6 +9,7 @@ returns an exit status.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -56,10 +57,19 @@ def _run_train(args: argparse.Namespace) -> int:
     run_dir = args.out or Path("runs") / _default_run_name(
         config.data.name, config.model.name, config.seed, config_hash(config)
     )
-    progress = not args.quiet and sys.stderr.isatty()
-    log = None if args.quiet else _stderr
-    trainer = Trainer(config, run_dir=run_dir, progress=progress, log=log)
-    result = trainer.fit(resume=args.resume)
+    # Under torchrun (parallel m-RWP) every rank trains; rank 0 alone reports and writes.
+    speaks = not args.quiet and os.environ.get("RANK", "0") == "0"
+    progress = speaks and sys.stderr.isatty()
+    log = _stderr if speaks else None
+    try:
+        result = Trainer(config, run_dir=run_dir, progress=progress, log=log).fit(
+            resume=args.resume
+        )
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    if os.environ.get("RANK", "0") != "0":
+        return 0 if result.status == "completed" else 1
     if result.status != "completed":
         print(f"run {result.status}: {result.message}. Results kept in {run_dir}", file=sys.stderr)
         return 1

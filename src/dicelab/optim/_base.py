@@ -100,6 +100,7 @@ class PerturbedOptimizer(torch.optim.Optimizer):
         self._stage = _IDLE
         self._saved: list[torch.Tensor | None] = []
         self._generators: dict[str, torch.Generator] = {}
+        self._seeded_for: dict[str, int] = {}  # device → the update its generator is seeded for
 
     # -- what subclasses provide ----------------------------------------------------------
 
@@ -239,13 +240,19 @@ class PerturbedOptimizer(torch.optim.Optimizer):
     # -- the perturbation's random stream -------------------------------------------------
 
     def generator(self, device: torch.device) -> torch.Generator:
-        """This optimizer's generator on ``device``, seeded from :attr:`seed`."""
+        """This optimizer's generator on ``device`` for the current update.
+
+        It is seeded from (:attr:`seed`, device, update count) at the first draw of each
+        update, so the noise of update ``t`` depends on nothing else: a checkpoint needs no
+        generator state, and a resumed (or differently parallelised) run draws the same noise.
+        """
         key = str(device)
         gen = self._generators.get(key)
         if gen is None:
-            gen = torch.Generator(device=device)
-            gen.manual_seed(derive_seed(self.seed, "perturbation", key))
-            self._generators[key] = gen
+            gen = self._generators[key] = torch.Generator(device=device)
+        if self._seeded_for.get(key) != self.updates:
+            gen.manual_seed(derive_seed(self.seed, "perturbation", key, self.updates))
+            self._seeded_for[key] = self.updates
         return gen
 
     # -- checkpoints ----------------------------------------------------------------------
@@ -258,7 +265,7 @@ class PerturbedOptimizer(torch.optim.Optimizer):
         """Restore what :meth:`_extra_state` returned."""
 
     def state_dict(self) -> dict[str, Any]:
-        """The base optimizer's state plus the perturbation's (stream, counters, buffers).
+        """The base optimizer's state plus the perturbation's (counters, buffers).
 
         Raises:
             PerturbationError: the weights are perturbed now; the model's weights would be
@@ -273,7 +280,6 @@ class PerturbedOptimizer(torch.optim.Optimizer):
             "perturbation": {
                 "updates": self.updates,
                 "stage": self._stage,
-                "generators": {k: g.get_state() for k, g in self._generators.items()},
                 **self._extra_state(),
             },
         }
@@ -285,8 +291,6 @@ class PerturbedOptimizer(torch.optim.Optimizer):
         extra = dict(state_dict["perturbation"])
         self.updates = int(extra.pop("updates"))
         self._stage = str(extra.pop("stage"))
-        for key, value in extra.pop("generators").items():
-            self.generator(torch.device(key)).set_state(value)
         self._load_extra_state(extra)
 
     def __repr__(self) -> str:

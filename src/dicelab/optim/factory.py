@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 from dicelab.config import OptimizerConfig
+from dicelab.exceptions import ConfigError
 from dicelab.optim._base import PerturbedOptimizer
+from dicelab.optim.distributed import DistributedMRWP
 from dicelab.optim.mrwp import MARWP, MRWP
 from dicelab.optim.rwp import ARWP, RWP
 from dicelab.optim.sam import SAM
@@ -63,6 +65,7 @@ def build_optimizer(
     *,
     total_steps: int | None = None,
     seed: int = 0,
+    distributed: bool = False,
 ) -> torch.optim.Optimizer:
     """The optimizer ``config`` describes for ``params``.
 
@@ -71,8 +74,18 @@ def build_optimizer(
         params: the model's parameters.
         total_steps: updates planned for the run (the cosine σ schedule needs it).
         seed: seed of the perturbation's random stream.
+        distributed: this process is one rank of a torchrun job running parallel m-RWP
+            (:class:`~dicelab.optim.distributed.DistributedMRWP`); only ``mrwp`` and
+            ``marwp`` parallelise.
     """
     base, kwargs = base_optimizer(config)
+    if distributed and config.perturbation not in ("mrwp", "marwp"):
+        raise ConfigError(
+            "optimizer.perturbation",
+            config.perturbation,
+            "a torchrun job with several processes runs parallel m-RWP: use mrwp or marwp "
+            "(or launch one process)",
+        )
     entry = PERTURBATIONS.get(config.perturbation)
     if entry is None:
         return base(params, **kwargs)
@@ -91,4 +104,6 @@ def build_optimizer(
         options.update(eta=config.eta, beta=config.beta)
     if issubclass(cls, MRWP):
         options.update(lam=config.lam, batches=config.mix_batches)
+    if distributed:
+        cls = DistributedMRWP
     return cls(params, base, seed=seed, **fixed, **options, **kwargs)

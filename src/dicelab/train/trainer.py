@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
@@ -41,6 +43,7 @@ from dicelab.exceptions import ConfigError, DicelabError, RunError
 from dicelab.models import build_model
 from dicelab.models.batchnorm import frozen_bn_stats, recalibrate_batchnorm
 from dicelab.optim import PerturbedOptimizer, build_optimizer
+from dicelab.optim.distributed import broadcast_buffers, init_process_group, world_from_env
 from dicelab.rng import derive_seed, isolated_global_rng
 from dicelab.techniques import Injector
 
@@ -141,6 +144,11 @@ class Trainer:
         self.progress = progress
         self.log = log or (lambda _line: None)
         self.device = resolve_device(config.device)
+        self.rank, self.world_size = 0, 1
+        if world_from_env() is not None:  # one process of a torchrun job: parallel m-RWP
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            self.rank, self.world_size = init_process_group(self.device)
         self.config_hash = config_hash(config)
         d = config.data
         self.data: DataBundle = load_data(
@@ -173,6 +181,7 @@ class Trainer:
             self.model.parameters(),
             total_steps=self.planned_updates(),
             seed=derive_seed(config.seed, "perturbation"),
+            distributed=self.world_size > 1,
         )
         self.epoch = 0
         self.updates = 0
@@ -183,19 +192,23 @@ class Trainer:
         self._global_rng_cuda: torch.Tensor | None = None
 
     def _batches_per_epoch(self) -> list[int]:
-        """Mini-batches in each epoch (the batch-size schedule may change them)."""
+        """Mini-batches this process trains on in each epoch (the batch-size schedule may
+        change them; under torchrun each rank takes one batch of every group of
+        ``world_size``, and an incomplete last group is left out)."""
         cfg = self.config.train
-        return [
+        counts = [
             math.ceil(len(self.data.train) / self.injector.batch_size(cfg.batch_size, epoch))
             for epoch in range(cfg.epochs)
         ]
+        return [count // self.world_size for count in counts]
 
     def planned_updates(self) -> int:
         """Optimizer updates in the whole run (half the batches for m-RWP on consecutive
         batches, which spends two batches per update)."""
         batches = sum(self._batches_per_epoch())
         opt = self.config.optimizer
-        if opt.perturbation in ("mrwp", "marwp") and opt.mix_batches == "consecutive":
+        consecutive = opt.perturbation in ("mrwp", "marwp") and opt.mix_batches == "consecutive"
+        if consecutive and self.world_size == 1:
             return max(1, batches // 2)
         return batches
 
@@ -251,6 +264,28 @@ class Trainer:
         opt = self.optimizer
         return opt.restore() if isinstance(opt, PerturbedOptimizer) else True
 
+    def _train_batches(
+        self, batch_size: int, order: torch.Tensor | None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
+        """This process's training batches and the examples each step consumes in total.
+
+        Alone, every batch. Under torchrun, batches come in groups of ``world_size``
+        consecutive ones and rank ``r`` takes the ``r``-th of each group (with two ranks:
+        rank 0 the even batches, rank 1 the odd ones, as m-RWP on consecutive batches).
+        """
+        train = self.data.train
+        if self.world_size == 1:
+            for x, y, idx in self._batches(train, batch_size, order):
+                yield x, y, idx, len(y)
+            return
+        group: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        for batch in self._batches(train, batch_size, order):
+            group.append(batch)
+            if len(group) == self.world_size:
+                x, y, idx = group[self.rank]
+                yield x, y, idx, sum(len(b[1]) for b in group)
+                group = []
+
     def train_epoch(self, bar: tqdm | None = None) -> dict[str, float] | None:
         """One pass over the training set; the epoch's metrics, or ``None`` if it diverged."""
         train = self.data.train
@@ -263,9 +298,10 @@ class Trainer:
         if order is not None:
             order = order.to(self.device)
         self.model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), dtype=torch.long, device=self.device)
-        for step, (x, y, idx) in enumerate(self._batches(train, batch_size, order), 1):
+        # loss sum, correct predictions, examples: this process's, summed over ranks at the end
+        totals = torch.zeros(3, device=self.device)
+        alone = self.world_size == 1
+        for step, (x, y, idx, consumed) in enumerate(self._train_batches(batch_size, order), 1):
             inputs, targets = injector.data(x, y, idx)
             logits, per_example = self._gradient(inputs, targets)
             if self._update_ready():
@@ -273,19 +309,23 @@ class Trainer:
                 self.optimizer.step()
                 injector.end_step()
                 self.updates += 1
-            self.examples_seen += len(y)
-            loss_sum += per_example.detach().sum()
-            correct += (logits.detach().argmax(1) == y).sum()
+                if not alone:
+                    broadcast_buffers(self.model)  # rank 0's (clean) BatchNorm statistics
+            self.examples_seen += consumed
+            totals[0] += per_example.detach().sum()
+            totals[1] += (logits.detach().argmax(1) == y).sum()
+            totals[2] += len(y)
             if bar is not None:
                 bar.update(1)
-            if step % _FINITE_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
+            # Ranks decide together (at the epoch's end) so that none waits for a quitter.
+            if alone and step % _FINITE_CHECK_EVERY == 0 and not torch.isfinite(totals[0]):
                 return None
-        if not torch.isfinite(loss_sum):
+        if not alone:
+            dist.all_reduce(totals)
+        if not torch.isfinite(totals[0]):
             return None
-        return {
-            "train_loss": loss_sum.item() / len(train),
-            "train_acc": correct.item() / len(train),
-        }
+        loss_sum, correct, examples = totals.tolist()
+        return {"train_loss": loss_sum / examples, "train_acc": correct / examples}
 
     def _recalibration_batches(self) -> Iterator[torch.Tensor]:
         """Training inputs in equal batches: BatchNorm's cumulative average weights every batch
@@ -382,8 +422,34 @@ class Trainer:
         _atomic.write_text(self.run_dir / CONFIG, to_yaml(self.config))
         self._write_metrics()
 
+    @property
+    def _writes(self) -> bool:
+        """Whether this process writes the run folder (under torchrun: rank 0 only)."""
+        return self.run_dir is not None and self.rank == 0
+
+    def _join_run_dir(self, resume: bool) -> None:
+        """Under torchrun: rank 0 prepares the run folder (checks, config, resume), then the
+        other ranks load the same checkpoint; a failure on rank 0 stops every rank."""
+        problem = ""
+        if self.rank == 0:
+            try:
+                self._prepare_run_dir(resume)
+            except DicelabError as err:
+                problem = str(err)
+        verdict = [problem]
+        dist.broadcast_object_list(verdict, src=0)
+        if verdict[0]:
+            raise RunError(verdict[0] if self.rank == 0 else f"rank 0: {verdict[0]}")
+        assert self.run_dir is not None
+        if self.rank != 0 and resume and (self.run_dir / CHECKPOINT).is_file():
+            state = torch.load(
+                self.run_dir / CHECKPOINT, map_location=self.device, weights_only=True
+            )
+            self.load_state_dict(state)
+
     def _write_metrics(self) -> None:
-        if self.run_dir is not None:
+        if self._writes:
+            assert self.run_dir is not None
             lines = "".join(_json_line(row) for row in self.history)
             _atomic.write_text(self.run_dir / METRICS, lines)
 
@@ -392,7 +458,10 @@ class Trainer:
     def fit(self, *, resume: bool = False) -> RunResult:
         """Train for the configured epochs (continuing a checkpoint if ``resume``)."""
         if self.run_dir is not None:
-            self._prepare_run_dir(resume)
+            if self.world_size == 1:
+                self._prepare_run_dir(resume)
+            else:
+                self._join_run_dir(resume)
         global_seed = derive_seed(self.config.seed, "torch_global")
         with isolated_global_rng(global_seed, self.device):
             if self._global_rng is not None:
@@ -444,7 +513,8 @@ class Trainer:
                     "time_s": self.elapsed,
                 }
                 self.history.append(row)
-                if self.run_dir is not None:
+                if self._writes:
+                    assert self.run_dir is not None
                     _atomic.torch_save(self.run_dir / CHECKPOINT, self.state_dict())
                     self._write_metrics()
                 bar.set_postfix(_postfix(row))
@@ -477,7 +547,8 @@ class Trainer:
             device=str(self.device),
             message=message,
         )
-        if self.run_dir is not None:
+        if self._writes:
+            assert self.run_dir is not None
             if status == "completed":
                 _atomic.torch_save(self.run_dir / FINAL_WEIGHTS, self.model.state_dict())
             _atomic.write_json(self.run_dir / RESULT, asdict(result))
