@@ -419,3 +419,14 @@ def test_closure_step_matches_the_manual_cycle(make) -> None:
     # depend only on batch statistics in training mode.
     for p, q in zip(closed.parameters(), manual.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_the_readme_perturbed_loop_example_runs() -> None:
+    import runpy
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "perturbed_loop.py"
+    namespace = runpy.run_path(str(example))
+    with torch.random.fork_rng():  # the example seeds its own (global) model initialisation
+        accuracy = namespace["main"](epochs=3)
+    assert 0.7 < accuracy <= 1.0
