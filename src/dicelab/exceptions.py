@@ -64,3 +64,14 @@ class RunError(DicelabError):
     """A run could not start or continue (for example a resume that does not match)."""
 
     exit_code = 2
+
+
+class StorageError(DicelabError):
+    """A search storage (a database server or a journal file) cannot be opened or used.
+
+    Raised for a database that is unreachable, refuses the connection (wrong user, password or
+    database name), lacks its Python driver, or holds tables of an incompatible Optuna version;
+    the message never contains the password of the database URL.
+    """
+
+    exit_code = 2

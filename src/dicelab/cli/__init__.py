@@ -15,11 +15,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from dicelab.cli import _search
 from dicelab.exceptions import ConfigError, DicelabError, UnknownNameError
 from dicelab.version import __version__
 
 
-def _add_train(parser: argparse.ArgumentParser) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """``-c/--config``, ``--set`` and ``--device``: the run configuration of a command."""
     parser.add_argument("-c", "--config", type=Path, help="YAML run configuration")
     parser.add_argument(
         "--set",
@@ -29,6 +31,11 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override one configuration value, e.g. --set optimizer.lr=0.01 (repeatable)",
     )
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N (overrides the config)")
+
+
+def _add_train(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
     parser.add_argument(
         "--out", type=Path, help="run folder (default: runs/<data>-<model>-s<seed>-<hash>)"
     )
@@ -37,7 +44,6 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N (overrides the config)")
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -142,11 +148,19 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+_search_command = (_search.add_search, _search.run_search)
+_evaluate_command = (_search.add_evaluate, _search.run_evaluate)
+
 _COMMANDS: dict[
     str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 ] = {
     "train": ("train one configuration", _add_train, _run_train),
     "list": ("list datasets, models, techniques or the search space", _add_list, _run_list),
+    "search": ("search where and how much randomness helps (PSO on Optuna)", *_search_command),
+    "evaluate": (
+        "retrain a search's best configuration and the baseline; test-error reduction",
+        *_evaluate_command,
+    ),
 }
 
 

@@ -61,7 +61,7 @@ _FINITE_CHECK_EVERY = 16
 class RunResult:
     """What a finished (or stopped) run reports; written to ``result.json``."""
 
-    status: str  # "completed" or "diverged"
+    status: str  # "completed", "diverged" or "stopped" (by an on_epoch callback)
     epochs_completed: int
     last_val_acc: float | None
     best_val_acc: float | None
@@ -455,8 +455,18 @@ class Trainer:
 
     # -- the run --------------------------------------------------------------------------
 
-    def fit(self, *, resume: bool = False) -> RunResult:
-        """Train for the configured epochs (continuing a checkpoint if ``resume``)."""
+    def fit(
+        self,
+        *,
+        resume: bool = False,
+        on_epoch: Callable[[dict[str, Any]], str | None] | None = None,
+    ) -> RunResult:
+        """Train for the configured epochs (continuing a checkpoint if ``resume``).
+
+        ``on_epoch`` sees each epoch's metrics row once it is recorded; returning a reason
+        (a non-empty string) stops the run there with status ``"stopped"`` and that message
+        (a search's pruning or divergence guard, say).
+        """
         if self.run_dir is not None:
             if self.world_size == 1:
                 self._prepare_run_dir(resume)
@@ -468,9 +478,9 @@ class Trainer:
                 torch.set_rng_state(self._global_rng)
             if self._global_rng_cuda is not None:
                 torch.cuda.set_rng_state(self._global_rng_cuda, self.device)
-            return self._fit()
+            return self._fit(on_epoch)
 
-    def _fit(self) -> RunResult:
+    def _fit(self, on_epoch: Callable[[dict[str, Any]], str | None] | None) -> RunResult:
         cfg = self.config.train
         steps = self._batches_per_epoch()
         status, message = "completed", ""
@@ -519,6 +529,11 @@ class Trainer:
                     self._write_metrics()
                 bar.set_postfix(_postfix(row))
                 say(_epoch_line(row, cfg.epochs))
+                reason = on_epoch(row) if on_epoch is not None else None
+                if reason and self.epoch < cfg.epochs:
+                    status, message = "stopped", reason
+                    say(f"stopped after epoch {self.epoch}: {reason}")
+                    break
         return self._finish(status, message)
 
     def _finish(self, status: str, message: str) -> RunResult:

@@ -1,0 +1,138 @@
+"""The ``search`` and ``evaluate`` commands (they need optuna, imported when they run)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from dicelab.exceptions import ConfigError
+
+
+def add_search(parser: argparse.ArgumentParser) -> None:
+    from dicelab.cli import add_config_arguments
+
+    add_config_arguments(parser)
+    _add_study_arguments(parser)
+    parser.add_argument(
+        "--sampler", default="pso", choices=("pso", "random", "tpe"), help="default: pso"
+    )
+    parser.add_argument(
+        "--genes",
+        help="comma-separated genes to search (`dicelab list space`); default: all 22",
+    )
+    parser.add_argument("--particles", type=int, default=22, help="swarm size (default: 22)")
+    parser.add_argument(
+        "--sparse",
+        type=int,
+        default=4,
+        help="optional techniques on per starting particle, the authors' sparse start; "
+        "0 starts uniformly (default: 4)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="sampler seed (default: 0)")
+    parser.add_argument("--trials", type=int, help="stop after this many finished trials")
+    parser.add_argument("--generations", type=int, help="PSO: stop after this many generations")
+    parser.add_argument(
+        "--patience", type=int, help="PSO: stop after this many generations without a new best"
+    )
+    parser.add_argument(
+        "--prune", default="none", choices=("none", "median"), help="prune hopeless runs"
+    )
+    parser.add_argument(
+        "--cut-threshold",
+        type=float,
+        default=0.12,
+        help="stop a run whose validation accuracy falls below this (default: 0.12)",
+    )
+    parser.add_argument(
+        "--screen",
+        type=int,
+        default=0,
+        help="multi-fidelity: first screen this many particles for --screen-epochs epochs",
+    )
+    parser.add_argument("--screen-epochs", type=int, default=1, help="default: 1")
+    parser.add_argument("--workers", type=int, default=1, help="local worker processes")
+    parser.add_argument(
+        "--threads", type=int, help="torch threads per worker (default: cores / workers)"
+    )
+
+
+def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="runs/search", help="search folder (%(default)s)")
+    parser.add_argument(
+        "--storage",
+        help="journal file path or database URL (default: <out>/study.journal); with a "
+        "database URL --study is required",
+    )
+    parser.add_argument("--study", help="study name (default: search)")
+
+
+def _study_name(args: argparse.Namespace) -> str:
+    if args.study:
+        return str(args.study)
+    if args.storage and "://" in args.storage:
+        raise ConfigError(
+            "--study", None, "name the study to use in a shared database (--study NAME)"
+        )
+    return "search"
+
+
+def _quiet_optuna() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from dicelab.config import load_config, to_dict
+    from dicelab.tune.search import SearchOptions
+    from dicelab.tune.search import run_search as search
+
+    _quiet_optuna()
+    overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
+    config = load_config(args.config, overrides)
+    options = SearchOptions(
+        out=args.out,
+        storage=args.storage,
+        study=_study_name(args),
+        sampler=args.sampler,
+        genes=args.genes.split(",") if args.genes else None,
+        particles=args.particles,
+        sparse=args.sparse,
+        seed=args.seed,
+        trials=args.trials,
+        generations=args.generations,
+        patience=args.patience,
+        prune=args.prune,
+        cut_threshold=args.cut_threshold,
+        screen=args.screen,
+        screen_epochs=args.screen_epochs,
+        workers=args.workers,
+        threads=args.threads,
+        config=to_dict(config),
+    )
+    summary = search(options)
+    print(json.dumps(summary, indent=2))
+    if summary["best"] is not None:
+        print(f"best configuration written to {Path(args.out) / 'best.yaml'}")
+    return 0
+
+
+def add_evaluate(parser: argparse.ArgumentParser) -> None:
+    _add_study_arguments(parser)
+    parser.add_argument("--epochs", type=int, help="final training epochs (default: the search's)")
+    parser.add_argument("--repeats", type=int, default=5, help="seeds per configuration")
+    parser.add_argument("--workers", type=int, default=1, help="runs trained side by side")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from dicelab.tune.evaluate import evaluate, markdown
+    from dicelab.tune.search import options_from_study
+
+    if args.workers < 1:
+        raise ConfigError("--workers", args.workers, "must be >= 1")
+    _quiet_optuna()
+    options = options_from_study(args.out, args.storage, _study_name(args))
+    summary = evaluate(options, epochs=args.epochs, repeats=args.repeats, workers=args.workers)
+    print(markdown(summary))
+    return 0

@@ -1,0 +1,43 @@
+"""The only module that touches Optuna's private API (written against optuna 5.0).
+
+A sampler has to tag trials with its own bookkeeping (generation, particle, position) the way
+Optuna's built-in samplers do, and a crashed worker's trials have to be failed on storages
+without a heartbeat; Optuna 5 exposes neither through public methods.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+
+def set_trial_system_attr(study: optuna.Study, trial_id: int, key: str, value: Any) -> None:
+    """Store a sampler tag on a trial (JSON value)."""
+    study._storage.set_trial_system_attr(trial_id, key, value)
+
+
+def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
+    """The storage id of a live or frozen trial."""
+    return trial._trial_id
+
+
+def fail_trial(study: optuna.Study, trial: FrozenTrial) -> bool:
+    """Mark a RUNNING trial as FAIL; False if another process changed its state first."""
+    try:
+        return study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):  # finished meanwhile
+        return False
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Fail trials whose heartbeat stopped (RDB storages with a heartbeat; else nothing).
+
+    Optuna does this only when a trial starts; a worker waiting for a generation calls it so
+    that a dead worker's particle is retried.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)

@@ -1,0 +1,359 @@
+"""PSOSampler: a particle swarm whose state lives in the study's storage.
+
+The swarm advances in synchronous generations. Generation ``g`` has ``n_particles``
+positions, and each one is evaluated by one trial. The trial is tagged in its system
+attributes with ``pso:generation``, ``pso:particle`` and ``pso:position`` (the real
+position), plus the host and process that claimed it. Once every particle of generation ``g``
+has a result, any worker can compute generation ``g + 1`` from the tagged trials alone:
+
+- the random numbers come from a generator seeded by (seed, generation);
+- a particle's result is its **lowest-numbered** claiming trial that counts.
+
+The swarm is therefore a pure function of the storage. Several processes on one or many
+machines share one swarm, a study resumes after every worker was killed, and the results do
+not depend on the order in which trials finish. A worker that finds every particle of the
+current generation claimed waits (polling the storage) until the generation completes.
+
+How each kind of trial counts:
+
+- COMPLETE: its value.
+- PRUNED: fitness −∞. The particle moves on, but the pruned position never becomes a best.
+- FAIL with the user attribute ``pso_no_retry``: fitness −∞. dicelab sets this attribute for
+  diverged runs.
+- Any other FAIL (an exception, a killed worker, a stale heartbeat): retried. The particle is
+  claimed again by a later trial at the same position. After ``max_retries`` failures it gets
+  −∞.
+- RUNNING or WAITING: the particle is busy. A heartbeat retry (RDBStorage) copies the tags, so
+  the retry is the same particle; it is counted once.
+- Duplicates: two workers can claim the same particle in the same instant. Both run, and the
+  lower trial number counts.
+- Untagged trials (enqueued by hand, or made by another sampler): ignored by the swarm.
+
+Each claimed trial also records its worker's host and process id. On storages without a
+heartbeat (the journal file), a waiting worker fails the RUNNING trials whose process on this
+host is gone, so a killed worker's particle is retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from dicelab.rng import derive_seed
+from dicelab.tune import _optuna_compat as compat
+from dicelab.tune._pso._swarm import Coefficients, Encoding, Swarm, advance, initial_swarm
+from dicelab.tune._workers import fail_dead_workers, record_worker
+
+_log = logging.getLogger(__name__)
+
+GENERATION = "pso:generation"
+PARTICLE = "pso:particle"
+POSITION = "pso:position"
+_CLAIM_ATTEMPTS = 5
+
+#: User attribute: a failed trial carrying it counts as evaluated (fitness −∞), not retried.
+NO_RETRY = "pso_no_retry"
+
+
+class SwarmFinished(optuna.exceptions.OptunaError):
+    """Raised when a trial asks for a particle after the swarm's stopping rule was met
+    (``max_generations`` or ``patience``); the trial gets no particle."""
+
+
+@dataclass(frozen=True)
+class SparseInit:
+    """The authors' sparse start: each particle keeps ``k`` of the ``optional`` parameters
+    random and sets the others to their ``baseline`` value (technique off)."""
+
+    optional: tuple[str, ...]
+    baseline: Mapping[str, Any]
+    k: int = 4
+
+
+@dataclass
+class _View:
+    """Where the swarm stands: the open generation, its positions, which particles are free."""
+
+    generation: int
+    swarm: Swarm
+    free: list[int]
+    busy: list[FrozenTrial] = field(default_factory=list)
+
+
+class PSOSampler(BaseSampler):
+    """Particle swarm optimisation as an Optuna sampler, with the swarm kept in storage.
+
+    Global-best topology, synchronous generations, r1 and r2 drawn per dimension, velocity
+    clamped to ``±velocity_clamp·range``, positions clipped to the bounds, uniform start.
+    See the module docstring for how trials map to particles and how failures count, and
+    :mod:`dicelab.tune._pso._swarm` for how parameters are encoded.
+
+    Args:
+        search_space: every parameter the swarm moves (name → distribution). The objective may
+            ask for others; those are sampled at random.
+        n_particles: particles per generation.
+        inertia, cognitive, social: w, c1, c2 (defaults: 0.7298, 1.49618, 1.49618).
+        velocity_clamp: the largest velocity, as a fraction of each dimension's range.
+        seed: makes the swarm reproducible; every worker must use the same one. ``None``
+            derives it from the study name.
+        sparse_init: start with most optional parameters at their baseline.
+        initial_params: starting points for the first particles (e.g. the best of a
+            screening study); the rest start uniformly at random.
+        max_retries: failures of one particle retried before it counts as −∞.
+        max_generations: hand out no particle of generation ``max_generations`` or later.
+        patience: stop handing out particles after this many complete generations without
+            a better global best.
+        poll_interval: seconds between storage polls while waiting for a generation.
+
+    When a stopping rule is met, sampling raises :class:`SwarmFinished`; stop the study
+    (``study.stop()``) from a callback that checks :meth:`finished`.
+
+    Example:
+        >>> import optuna
+        >>> space = {"x": optuna.distributions.FloatDistribution(-5, 5)}
+        >>> sampler = PSOSampler(space, n_particles=4, seed=0)
+        >>> study = optuna.create_study(sampler=sampler)
+        >>> study.optimize(lambda t: t.suggest_float("x", -5, 5) ** 2, n_trials=20)
+        >>> sampler.generation(study)
+        5
+    """
+
+    def __init__(
+        self,
+        search_space: Mapping[str, BaseDistribution],
+        *,
+        n_particles: int = 20,
+        inertia: float = 0.7298,
+        cognitive: float = 1.49618,
+        social: float = 1.49618,
+        velocity_clamp: float = 0.2,
+        seed: int | None = None,
+        sparse_init: SparseInit | None = None,
+        initial_params: Sequence[Mapping[str, Any]] = (),
+        max_retries: int = 2,
+        max_generations: int | None = None,
+        patience: int | None = None,
+        poll_interval: float = 1.0,
+    ) -> None:
+        if not search_space:
+            raise ValueError("PSOSampler needs a non-empty search_space")
+        if n_particles < 1:
+            raise ValueError(f"n_particles must be >= 1, got {n_particles}")
+        if not 0 < velocity_clamp:
+            raise ValueError(f"velocity_clamp must be > 0, got {velocity_clamp}")
+        self._space = dict(search_space)
+        self._enc = Encoding.of(self._space)
+        self.n_particles = n_particles
+        self.coefficients = Coefficients(inertia, cognitive, social, velocity_clamp)
+        self.seed = seed
+        self.sparse_init = sparse_init
+        if sparse_init is not None:
+            unknown = [n for n in sparse_init.optional if n not in self._space]
+            if unknown:
+                raise ValueError(f"sparse_init names parameters not in the space: {unknown}")
+        self._initial = [self._enc.encode(p) for p in initial_params][:n_particles]
+        self.max_retries = max_retries
+        self.max_generations = max_generations
+        self.patience = patience
+        self.poll_interval = poll_interval
+        self._random = RandomSampler(seed=seed)
+        self._memo: dict[tuple[str, int], Swarm] = {}  # (study, generation) → swarm
+
+    # -- optuna's sampler interface -------------------------------------------------------
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return dict(self._space)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        if len(study.directions) > 1:
+            raise ValueError("PSOSampler supports single-objective studies only")
+        tid = compat.trial_id(trial)
+        record_worker(study, tid)
+        quiet = False
+        claimed: tuple[int, int] | None = None
+        for _attempt in range(_CLAIM_ATTEMPTS):
+            if claimed is not None and self._holds(study, trial.number, claimed):
+                break
+            view = self._wait_for_free_particle(study, quiet)
+            quiet = True
+            # Workers that wake together at a generation barrier would all take the first
+            # free particle; starting from the trial number spreads them out.
+            particle = view.free[trial.number % len(view.free)]
+            claimed = (view.generation, particle)
+            # Storages write attributes one at a time and other workers may read in between:
+            # the generation, which marks the claim, goes last.
+            for key, value in (
+                (POSITION, [float(v) for v in view.swarm.x[particle]]),
+                (PARTICLE, particle),
+                (GENERATION, view.generation),
+            ):
+                compat.set_trial_system_attr(study, tid, key, value)
+        # After the last attempt a claim stands even if it is a duplicate (counted once).
+        assert claimed is not None
+        generation, particle = claimed
+        return self._enc.decode(self._memo[(study.study_name, generation)].x[particle])
+
+    def _wait_for_free_particle(self, study: optuna.Study, quiet: bool) -> _View:
+        """The swarm's view once a particle of the open generation is free (SwarmFinished
+        once a stopping rule is met)."""
+        while True:
+            view = self._view(study)
+            if self._finished(view):
+                raise SwarmFinished(f"the swarm stopped at generation {view.generation}")
+            if view.free:
+                return view
+            if not quiet:
+                _log.info(
+                    "generation %d: every particle is claimed; waiting for it to finish",
+                    view.generation,
+                )
+                quiet = True
+            fail_dead_workers(study, view.busy)
+            time.sleep(self.poll_interval)
+            # optuna fails stale heartbeat trials only when a trial starts; a waiting worker
+            # must do it itself or it could wait for a dead worker forever.
+            compat.fail_stale_trials(study)
+
+    @staticmethod
+    def _holds(study: optuna.Study, number: int, claim: tuple[int, int]) -> bool:
+        """Whether trial ``number``'s claim stands: no lower-numbered trial that is still
+        running or has a result (anything but a retriable failure) claims the same particle."""
+        for t in study.get_trials(deepcopy=False):
+            if t.number >= number:
+                break  # trials come sorted by number
+            tag = (t.system_attrs.get(GENERATION), t.system_attrs.get(PARTICLE))
+            retriable = t.state == TrialState.FAIL and not t.user_attrs.get(NO_RETRY)
+            if tag == claim and not retriable:
+                return False
+        return True
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self._random.sample_independent(study, trial, param_name, param_distribution)
+
+    def reseed_rng(self) -> None:
+        self._random.reseed_rng()
+
+    # -- progress, for termination rules --------------------------------------------------
+
+    def generation(self, study: optuna.Study) -> int:
+        """The generation now being evaluated (0 while the first is under way)."""
+        return self._view(study).generation
+
+    def finished(self, study: optuna.Study) -> bool:
+        """Whether a stopping rule (``max_generations``, ``patience``) is met."""
+        return self._finished(self._view(study))
+
+    def _finished(self, view: _View) -> bool:
+        g = view.generation
+        if self.max_generations is not None and g >= self.max_generations:
+            return True
+        # generations 0..g-1 are complete; the best last improved in improved_at
+        return self.patience is not None and g - 1 - view.swarm.improved_at >= self.patience
+
+    def best(self, study: optuna.Study) -> tuple[float, int]:
+        """The swarm's best fitness so far (in the study's direction; ``nan`` before the
+        first generation completes) and the generation whose results set it (−1 before)."""
+        swarm = self._view(study).swarm
+        if swarm.gbest_x is None:
+            return math.nan, -1
+        sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
+        return sign * swarm.gbest_f, swarm.improved_at
+
+    # -- the swarm, recomputed from the storage -------------------------------------------
+
+    def _seed(self, study: optuna.Study) -> int:
+        return self.seed if self.seed is not None else derive_seed(0, "pso", study.study_name)
+
+    def _first_swarm(self, study: optuna.Study) -> Swarm:
+        rng = np.random.default_rng([self._seed(study), 0])
+        swarm = initial_swarm(self._enc, self.n_particles, rng, self.coefficients)
+        if self.sparse_init is not None:
+            sparse = self.sparse_init
+            index = {name: i for i, name in enumerate(self._enc.names)}
+            optional = [index[name] for name in sparse.optional]
+            off = self._enc.encode({**self._enc.decode(swarm.x[0]), **sparse.baseline})
+            for row in swarm.x:
+                keep = rng.choice(len(optional), size=min(sparse.k, len(optional)), replace=False)
+                for j, dim in enumerate(optional):
+                    if j not in keep:
+                        row[dim] = off[dim]
+        for i, position in enumerate(self._initial):
+            swarm.x[i] = np.clip(position, self._enc.low, self._enc.high)
+        swarm.pbest_x = swarm.x.copy()
+        return swarm
+
+    def _view(self, study: optuna.Study) -> _View:
+        claims: dict[tuple[int, int], list[FrozenTrial]] = {}
+        for t in study.get_trials(deepcopy=False):
+            g, i = t.system_attrs.get(GENERATION), t.system_attrs.get(PARTICLE)
+            if g is not None and i is not None:
+                claims.setdefault((int(g), int(i)), []).append(t)
+        sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
+        key = study.study_name
+        generation = 0
+        swarm = self._memo.get((key, 0)) or self._first_swarm(study)
+        self._memo[(key, 0)] = swarm
+        while True:
+            fitness = np.empty(self.n_particles)
+            free: list[int] = []
+            busy: list[FrozenTrial] = []
+            for i in range(self.n_particles):
+                trials = sorted(claims.get((generation, i), []), key=lambda t: t.number)
+                status, value, live = self._result(trials)
+                if status == "open":
+                    free.append(i)
+                elif status == "busy":
+                    busy.extend(live)
+                else:
+                    fitness[i] = sign * value if math.isfinite(value) else -math.inf
+            if free or busy:
+                return _View(generation, swarm, free, busy)
+            following = self._memo.get((key, generation + 1))
+            if following is None:
+                rng = np.random.default_rng([self._seed(study), 1, generation])
+                following = advance(swarm, fitness, generation, self._enc, rng, self.coefficients)
+                self._memo[(key, generation + 1)] = following
+            swarm, generation = following, generation + 1
+
+    def _result(self, trials: list[FrozenTrial]) -> tuple[str, float, list[FrozenTrial]]:
+        """("done", value, []), ("busy", nan, live trials) or ("open", nan, []) for one
+        particle's claiming trials in number order."""
+        failures = 0
+        for t in trials:
+            if t.state == TrialState.COMPLETE:
+                assert t.value is not None
+                return "done", float(t.value), []
+            if t.state == TrialState.PRUNED:
+                return "done", math.nan, []
+            if t.state == TrialState.FAIL:
+                if t.user_attrs.get(NO_RETRY):
+                    return "done", math.nan, []
+                failures += 1
+                if failures > self.max_retries:
+                    return "done", math.nan, []
+                continue
+            return "busy", math.nan, [t]  # RUNNING or WAITING
+        return "open", math.nan, []

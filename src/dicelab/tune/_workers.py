@@ -1,0 +1,57 @@
+"""Which process runs a trial, and failing the trials of processes that are gone.
+
+Storages with a heartbeat (RDBStorage) fail a dead worker's trials themselves. The journal
+file has none: a worker killed with SIGKILL leaves its trial RUNNING forever. Every trial
+therefore records its worker's host and process id, and a trial RUNNING on this host whose
+process no longer exists can be failed (and, for the PSO sampler, retried).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Iterable
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from dicelab.tune import _optuna_compat as compat
+
+_log = logging.getLogger(__name__)
+
+HOST = "worker:host"
+PID = "worker:pid"
+
+
+def record_worker(study: optuna.Study, trial_id: int) -> None:
+    """Tag a trial with this process's host and id."""
+    compat.set_trial_system_attr(study, trial_id, HOST, socket.gethostname())
+    compat.set_trial_system_attr(study, trial_id, PID, os.getpid())
+
+
+def fail_dead_workers(study: optuna.Study, trials: Iterable[FrozenTrial] | None = None) -> int:
+    """Fail the RUNNING trials (of ``trials``, default all) whose worker on this host is gone;
+    the number failed. Trials of other hosts are left alone (their processes cannot be seen)."""
+    host, me = socket.gethostname(), os.getpid()
+    if trials is None:
+        trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    failed = 0
+    for t in trials:
+        if t.state != TrialState.RUNNING or t.system_attrs.get(HOST) != host:
+            continue
+        pid = t.system_attrs.get(PID)
+        if isinstance(pid, int) and pid != me and not _alive(pid) and compat.fail_trial(study, t):
+            _log.warning("trial %d: its worker (pid %d) is gone; marked failed", t.number, pid)
+            failed += 1
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True

@@ -1,0 +1,142 @@
+"""``dicelab evaluate``: the best configuration of a search against the no-randomness baseline.
+
+This is the papers' final protocol. Both configurations are retrained on the full training
+set (``data.split=final``) for the final number of epochs, ``repeats`` times with seeds
+``seed, seed + 1, ...``, and scored on the test set. The headline measure is the relative
+test-error reduction ``1 − err_best / err_baseline``, computed from the mean errors.
+
+Every run has its own folder under ``<out>/evaluate/``. A finished run is read back, not
+retrained, and an interrupted one resumes from its checkpoint, so the command can be repeated
+after a crash or with more repeats.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import statistics
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from dicelab import _atomic
+from dicelab.config import RunConfig, from_dict, to_dict
+from dicelab.exceptions import ConfigError, RunError
+from dicelab.train import Trainer
+from dicelab.tune.objective import configure
+from dicelab.tune.search import SearchOptions, open_study
+
+EVALUATION = "evaluation.json"
+REPORT = "evaluation.md"
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """The completed trial with the highest value (the lower number on a tie)."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not done:
+        raise RunError(f"study {study.study_name!r} has no completed trial to evaluate yet")
+    return max(done, key=lambda t: (float(t.value or 0.0), -t.number))
+
+
+def _run(job: tuple[dict[str, Any], str, int]) -> float:
+    """Train one configuration in its run folder (resuming); its test accuracy."""
+    data, run_dir, threads = job
+    import torch
+
+    torch.set_num_threads(threads)
+    config = from_dict(data)
+    result = Trainer(config, run_dir=run_dir).fit(resume=True)
+    if result.status != "completed" or result.test_acc is None:
+        raise RunError(f"{run_dir}: the run {result.status}: {result.message}")
+    return result.test_acc
+
+
+def _final(config: RunConfig, epochs: int | None, seed: int) -> dict[str, Any]:
+    data = to_dict(config)
+    data["data"]["split"] = "final"
+    data["seed"] = seed
+    if epochs is not None:
+        data["train"]["epochs"] = epochs
+    return data
+
+
+def evaluate(
+    options: SearchOptions,
+    *,
+    epochs: int | None = None,
+    repeats: int = 5,
+    workers: int = 1,
+) -> dict[str, Any]:
+    """Retrain the best and the baseline configuration ``repeats`` times; the summary."""
+    if repeats < 1:
+        raise ConfigError("--repeats", repeats, "must be >= 1")
+    if epochs is not None and epochs < 1:
+        raise ConfigError("--epochs", epochs, "must be >= 1")
+    study = open_study(options)
+    best = best_trial(study)
+    space = options.space()
+    base = options.base()
+    configs = {
+        "best": configure(base, space, best.params),
+        "baseline": configure(base, space, space.baseline_params()),
+    }
+    out = Path(options.out) / "evaluate"
+    jobs = []
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    for name, config in configs.items():
+        for r in range(repeats):
+            seed = base.seed + r
+            jobs.append((_final(config, epochs, seed), str(out / f"{name}-seed{seed}"), threads))
+    if workers == 1:
+        accuracies = [_run(job) for job in jobs]
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            accuracies = list(pool.map(_run, jobs))
+    summary: dict[str, Any] = {
+        "study": options.study,
+        "best_trial": best.number,
+        "best_validation_accuracy": best.value,
+        "epochs": from_dict(jobs[0][0]).train.epochs,
+        "repeats": repeats,
+    }
+    for i, name in enumerate(configs):
+        accs = accuracies[i * repeats : (i + 1) * repeats]
+        summary[name] = {
+            "test_accuracy": accs,
+            "mean": statistics.mean(accs),
+            "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+            "error": 1 - statistics.mean(accs),
+        }
+    base_error = summary["baseline"]["error"]
+    summary["error_reduction"] = (
+        1 - summary["best"]["error"] / base_error if base_error > 0 else None
+    )
+    _atomic.write_json(Path(options.out) / EVALUATION, summary)
+    _atomic.write_text(Path(options.out) / REPORT, markdown(summary))
+    return summary
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """The evaluation as a markdown table."""
+    lines = [
+        f"Best trial {summary['best_trial']} of study `{summary['study']}` (validation accuracy "
+        f"{summary['best_validation_accuracy']:.4f}) against the no-randomness baseline: "
+        f"{summary['epochs']} epochs on the full training set, {summary['repeats']} seeds.",
+        "",
+        "| configuration | test accuracy (mean ± std) | test error | per seed |",
+        "|---|---|---|---|",
+    ]
+    for name in ("baseline", "best"):
+        row = summary[name]
+        seeds = ", ".join(f"{a:.4f}" for a in row["test_accuracy"])
+        lines.append(
+            f"| {name} | {row['mean']:.4f} ± {row['std']:.4f} | {row['error']:.4f} | {seeds} |"
+        )
+    reduction = summary["error_reduction"]
+    shown = "n/a (the baseline makes no errors)" if reduction is None else f"{reduction:.1%}"
+    lines += ["", f"Relative test-error reduction 1 − err_best/err_baseline: **{shown}**", ""]
+    return "\n".join(lines)

@@ -1,0 +1,338 @@
+"""``dicelab search``: a randomness search on Optuna, with local workers and shared storage.
+
+A search is one Optuna study in one storage. The default storage is a journal file inside the
+search folder, and any number of ``dicelab search`` processes, on any machines that reach the
+storage, cooperate on the same study. The study remembers how it was defined: the base
+configuration, the genes and the sampler settings. Running the command again with the same
+settings continues it, and different settings are refused with the difference named.
+
+The stopping rules are checked after every trial: a budget of finished trials, a number of
+swarm generations, or a number of generations without a better best (PSO only). With
+``screen`` > 0 the authors' multi-fidelity variant runs first. A screening study
+(``<study>-screen``) evaluates that many sparse random particles for ``screen_epochs`` epochs,
+and the best ``particles`` of them become the main swarm's starting positions.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+from optuna.trial import TrialState
+
+from dicelab import _atomic
+from dicelab.config import RunConfig, from_dict, to_dict, to_yaml
+from dicelab.data import load_data
+from dicelab.exceptions import ConfigError
+from dicelab.tune._pso.sampler import PSOSampler, SwarmFinished
+from dicelab.tune._workers import fail_dead_workers
+from dicelab.tune.objective import RunDiverged, SearchObjective, SearchSpace, configure
+from dicelab.tune.storage import describe_storage, open_storage
+
+_log = logging.getLogger(__name__)
+
+JOURNAL = "study.journal"
+SUMMARY = "search.json"
+BEST_CONFIG = "best.yaml"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+@dataclass
+class SearchOptions:
+    """Everything that defines a search (stored with the study) and how to run it (not)."""
+
+    out: str = "runs/search"
+    storage: str | None = None  # default: <out>/study.journal
+    study: str = "search"
+    sampler: Literal["pso", "random", "tpe"] = "pso"
+    genes: list[str] | None = None  # default: the paper's 22
+    particles: int = 22
+    sparse: int = 4  # optional genes on per starting particle; 0 = uniform start
+    seed: int = 0
+    trials: int | None = None
+    generations: int | None = None
+    patience: int | None = None
+    prune: Literal["none", "median"] = "none"
+    cut_threshold: float = 0.12
+    screen: int = 0
+    screen_epochs: int = 1
+    workers: int = 1
+    threads: int | None = None
+    config: dict[str, Any] = field(default_factory=dict)  # the base RunConfig, as data
+
+    def definition(self) -> dict[str, Any]:
+        """What the study's results depend on; two runs on one study must agree on it."""
+        keys = ("sampler", "particles", "sparse", "seed", "prune", "cut_threshold")
+        return {
+            **{k: getattr(self, k) for k in keys},
+            "screen": [self.screen, self.screen_epochs] if self.screen else None,
+            "space": self.space().describe(),
+            "config": self.config,
+        }
+
+    def base(self) -> RunConfig:
+        return from_dict(self.config)
+
+    def space(self) -> SearchSpace:
+        base = self.base()
+        shape = load_data(base.data.name, root=base.data.root, download=False).input_shape
+        return SearchSpace.paper(self.genes, images=len(shape) == 3)
+
+
+def validate(options: SearchOptions) -> None:
+    """Check the options before anything is written."""
+    base = options.base()
+    if base.data.split != "search":
+        raise ConfigError("data.split", base.data.split, "a search trains with split=search")
+    if options.sampler != "pso" and options.trials is None:
+        raise ConfigError("--trials", None, f"the {options.sampler} sampler needs a trial budget")
+    if options.sampler == "pso" and not (options.trials or options.generations):
+        raise ConfigError(
+            "--trials", None, "give a budget: --trials N and/or --generations G (PSO)"
+        )
+    for name in ("particles", "workers", "screen_epochs"):
+        value = getattr(options, name)
+        if value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')}", value, "must be >= 1")
+    for name in ("trials", "generations", "patience", "threads"):
+        value = getattr(options, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name}", value, "must be >= 1")
+    if options.patience is not None and options.sampler != "pso":
+        raise ConfigError("--patience", options.patience, "applies to the pso sampler only")
+    if not 0 <= options.sparse:
+        raise ConfigError("--sparse", options.sparse, "must be >= 0")
+    if options.screen < 0:
+        raise ConfigError("--screen", options.screen, "must be >= 0")
+
+
+def storage_spec(options: SearchOptions) -> str:
+    return options.storage or str(Path(options.out) / JOURNAL)
+
+
+def open_study(options: SearchOptions, name: str | None = None) -> optuna.Study:
+    """Create the study, or load it after checking it was defined the same way."""
+    name = name or options.study
+    storage = open_storage(storage_spec(options))
+    definition = options.definition()
+    study = optuna.create_study(
+        storage=storage, study_name=name, direction="maximize", load_if_exists=True
+    )
+    stored = study.user_attrs.get("dicelab")
+    if stored is None:
+        if study.trials:
+            raise ConfigError(
+                "--study",
+                name,
+                f"exists in {describe_storage(storage_spec(options))} and was not made by "
+                "dicelab search; choose another --study name",
+            )
+        study.set_user_attr("dicelab", definition)
+    elif stored != definition:
+        differing = sorted(k for k in definition if stored.get(k) != definition[k])
+        raise ConfigError(
+            "--study",
+            name,
+            f"was created with a different search ({', '.join(differing)} differ); run it with "
+            "its own settings, or name another --study",
+        )
+    return study
+
+
+def _sampler(
+    options: SearchOptions, space: SearchSpace, worker: int, initial: list[dict[str, float]]
+) -> optuna.samplers.BaseSampler:
+    if options.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=options.seed + worker)
+    if options.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=options.seed + worker)
+    return PSOSampler(
+        space.distributions(),
+        n_particles=options.particles,
+        seed=options.seed,
+        sparse_init=space.sparse_init(options.sparse) if options.sparse else None,
+        initial_params=initial,
+        max_generations=options.generations,
+        patience=options.patience,
+    )
+
+
+def _pruner(options: SearchOptions) -> optuna.pruners.BasePruner:
+    if options.prune == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    return optuna.pruners.NopPruner()
+
+
+class _Stop:
+    """Callback: stop the study once a budget or a swarm stopping rule is met."""
+
+    def __init__(self, budget: int | None, sampler: optuna.samplers.BaseSampler) -> None:
+        self.budget = budget
+        self.sampler = sampler
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if self.budget is not None and len(study.get_trials(states=FINISHED)) >= self.budget:
+            study.stop()
+        if isinstance(self.sampler, PSOSampler) and self.sampler.finished(study):
+            study.stop()
+
+
+def _guarded(objective: SearchObjective) -> Any:
+    """The objective, turning "the swarm has stopped" into a pruned, particle-less trial."""
+
+    def run(trial: optuna.Trial) -> float:
+        try:
+            return objective(trial)
+        except SwarmFinished as stop:
+            trial.study.stop()
+            raise optuna.TrialPruned(str(stop)) from None
+
+    return run
+
+
+def _optimize(
+    options: SearchOptions,
+    study: optuna.Study,
+    sampler: optuna.samplers.BaseSampler,
+    base: RunConfig,
+    space: SearchSpace,
+    budget: int | None,
+) -> None:
+    study.sampler = sampler
+    study.pruner = _pruner(options)
+    objective = SearchObjective(
+        base, space, prune=options.prune != "none", cut_threshold=options.cut_threshold
+    )
+    stop = _Stop(budget, sampler)
+    if isinstance(sampler, PSOSampler) and sampler.finished(study):
+        return
+    if budget is not None and len(study.get_trials(states=FINISHED)) >= budget:
+        return
+    study.optimize(_guarded(objective), callbacks=[stop], catch=(RunDiverged,))
+
+
+def screened_starts(options: SearchOptions, study: optuna.Study) -> list[dict[str, float]]:
+    """The best ``particles`` screened positions, best first (ties: lower trial number)."""
+    done = [t for t in study.get_trials(states=(TrialState.COMPLETE,))]
+    done.sort(key=lambda t: (-float(t.value or 0.0), t.number))
+    return [dict(t.params) for t in done[: options.particles]]
+
+
+def work(options: SearchOptions, worker: int = 0) -> None:
+    """One worker: screen (if asked), then search until a stopping rule is met."""
+    import torch
+
+    threads = options.threads or max(1, (os.cpu_count() or 1) // options.workers)
+    torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    base = options.base()
+    space = options.space()
+    initial: list[dict[str, float]] = []
+    if options.screen:
+        screen = open_study(options, f"{options.study}-screen")
+        screen_options = SearchOptions(**{**asdict(options), "particles": options.screen})
+        screen_sampler = _sampler(screen_options, space, worker, [])
+        assert isinstance(screen_sampler, PSOSampler)
+        screen_sampler.max_generations, screen_sampler.patience = 1, None
+        data = to_dict(base)
+        data["train"]["epochs"] = options.screen_epochs
+        short = from_dict(data)
+        _optimize(options, screen, screen_sampler, short, space, None)
+        initial = screened_starts(options, screen)
+    study = open_study(options)
+    sampler = _sampler(options, space, worker, initial)
+    _optimize(options, study, sampler, base, space, options.trials)
+
+
+def run_search(options: SearchOptions) -> dict[str, Any]:
+    """Run (or continue) a search with ``options.workers`` local processes; the summary."""
+    validate(options)
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in [options.study] + ([f"{options.study}-screen"] if options.screen else []):
+        recovered = fail_dead_workers(open_study(options, name))
+        if recovered:
+            _log.warning("%s: %d trials of killed workers marked failed", name, recovered)
+    if options.workers == 1:
+        work(options)
+    else:
+        context = multiprocessing.get_context("spawn")
+        processes = [
+            context.Process(target=work, args=(options, i), name=f"worker-{i}")
+            for i in range(options.workers)
+        ]
+        for p in processes:
+            p.start()
+        for p in processes:
+            p.join()
+        failed = [p.name for p in processes if p.exitcode != 0]
+        if failed:
+            _log.warning("workers ended with an error: %s", ", ".join(failed))
+    return summarize(options)
+
+
+def summarize(options: SearchOptions) -> dict[str, Any]:
+    """Write ``search.json`` and the best configuration (``best.yaml``); return the summary."""
+    study = open_study(options)
+    trials = study.get_trials(deepcopy=False)
+    counts = {state.name.lower(): 0 for state in TrialState}
+    for t in trials:
+        counts[t.state.name.lower()] += 1
+    completed = [t for t in trials if t.state == TrialState.COMPLETE]
+    summary: dict[str, Any] = {
+        "study": options.study,
+        "storage": describe_storage(storage_spec(options)),
+        "trials": counts,
+        "best": None,
+    }
+    if completed:
+        best = max(completed, key=lambda t: (float(t.value or 0.0), -t.number))
+        config = configure(options.base(), options.space(), best.params)
+        summary["best"] = {"trial": best.number, "value": best.value, "params": best.params}
+        _atomic.write_text(Path(options.out) / BEST_CONFIG, to_yaml(config))
+    if options.sampler == "pso":
+        sampler = _sampler(options, options.space(), 0, [])
+        assert isinstance(sampler, PSOSampler)
+        summary["generation"] = sampler.generation(study)
+        summary["swarm_best"] = sampler.best(study)[0]
+    _atomic.write_json(Path(options.out) / SUMMARY, summary)
+    return summary
+
+
+def options_from_study(out: str, storage: str | None, study: str) -> SearchOptions:
+    """The options of an existing search, read back from its study (for ``evaluate``)."""
+    spec = storage or str(Path(out) / JOURNAL)
+    if storage is None and not Path(spec).is_file():
+        raise ConfigError("--out", out, f"holds no search ({spec} does not exist)")
+    handle = open_storage(spec)
+    names = [s.study_name for s in optuna.get_all_study_summaries(handle)]
+    if study not in names:
+        raise ConfigError(
+            "--study",
+            study,
+            f"is not in {describe_storage(spec)}; studies there: {', '.join(names) or 'none'}",
+        )
+    stored = optuna.load_study(study_name=study, storage=handle).user_attrs.get("dicelab")
+    if stored is None:
+        raise ConfigError("--study", study, "was not made by dicelab search")
+    screen = stored["screen"] or [0, 1]
+    return SearchOptions(
+        out=out,
+        storage=storage,
+        study=study,
+        sampler=stored["sampler"],
+        genes=list(stored["space"]),
+        particles=stored["particles"],
+        sparse=stored["sparse"],
+        seed=stored["seed"],
+        prune=stored["prune"],
+        cut_threshold=stored["cut_threshold"],
+        screen=screen[0],
+        screen_epochs=screen[1],
+        config=stored["config"],
+    )
