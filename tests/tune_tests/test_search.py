@@ -1,0 +1,237 @@
+"""``dicelab search`` and ``dicelab evaluate``: the protocol, resuming, refusing a different
+search, divergence and the cut threshold, multi-fidelity, and the error reduction."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from dicelab.cli import main
+from dicelab.config import load_config
+from dicelab.tune import NO_RETRY
+from dicelab.tune._pso.sampler import GENERATION
+from dicelab.tune.evaluate import evaluate
+from dicelab.tune.objective import SearchObjective, SearchSpace, configure
+from dicelab.tune.search import (
+    SearchOptions,
+    open_study,
+    options_from_study,
+    run_search,
+    screened_starts,
+)
+from dicelab.tune.storage import open_storage
+
+SMALL = [
+    "data.name=digits",
+    "device=cpu",
+    "model.width=8",
+    "data.train_limit=300",
+    "train.epochs=2",
+    "train.recalibrate_bn=true",
+]
+
+
+def settings(data_root: Path, *extra: str) -> list[str]:
+    args = []
+    for setting in [*SMALL, f"data.root={data_root}", *extra]:
+        args += ["--set", setting]
+    return args
+
+
+def options(data_root: Path, out: Path, **kwargs) -> SearchOptions:
+    from dicelab.config import to_dict
+
+    config = load_config(None, [*SMALL, f"data.root={data_root}"])
+    return SearchOptions(out=str(out), config=to_dict(config), threads=1, **kwargs)
+
+
+def load(out: Path, name: str = "search") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=open_storage(out / "study.journal"))
+
+
+def test_search_command_runs_generations_and_writes_the_best(
+    data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """2 generations of 3 particles over 4 genes: 6 complete trials, a summary and a best
+    configuration that `dicelab train -c` accepts; running again with 3 generations continues
+    the same study (the first 6 trials kept)."""
+    out = tmp_path / "search"
+    common = [*settings(data_root), "--out", str(out), "--particles", "3", "--threads", "1"]
+    genes = ["--genes", "lr,optimizer,dropout,shuffle"]
+    assert main(["search", *common, *genes, "--generations", "2"]) == 0
+    summary = json.loads((out / "search.json").read_text())
+    assert summary["trials"]["complete"] == 6 and summary["generation"] == 2
+    study = load(out)
+    first = [(t.number, t.params, t.value) for t in study.trials]
+    assert set(study.trials[0].params) == {"lr", "optimizer", "dropout", "shuffle"}
+    best = max(t.value for t in study.trials)
+    assert summary["best"]["value"] == best
+    config = load_config(out / "best.yaml")
+    assert config.data.split == "search" and config.train.epochs == 2
+
+    assert main(["search", *common, *genes, "--generations", "3"]) == 0
+    again = load(out)
+    assert len(again.trials) == 9
+    assert [(t.number, t.params, t.value) for t in again.trials[:6]] == first
+
+
+def test_a_different_search_on_the_same_study_is_refused(
+    data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "search"
+    base = [*settings(data_root), "--out", str(out), "--threads", "1", "--particles", "2"]
+    assert main(["search", *base, "--genes", "lr", "--generations", "1"]) == 0
+    before = len(load(out).trials)
+    capsys.readouterr()
+    assert main(["search", *base, "--genes", "lr,dropout", "--generations", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--study: got 'search'; was created with a different search (space differ)" in err
+    assert len(load(out).trials) == before  # nothing written
+    assert (
+        main(["search", *base, "--set", "train.epochs=3", "--genes", "lr", "--trials", "4"]) == 2
+    )
+    assert "config differ" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--storage", "ftp://host/db", "--study", "s"], "--storage: got"),
+        (["--storage", "postgresql://u:secret@127.0.0.1:1/db", "--study", "s"], "cannot open"),
+        (["--storage", "postgresql://127.0.0.1:1/db"], "--study: got None"),
+        (["--genes", "lr,spin"], "--genes: got 'spin'"),
+        (["--set", "data.split=final"], "data.split: got 'final'"),
+        (["--sampler", "random"], "--trials: got None"),
+        (["--particles", "0"], "--particles: got 0"),
+    ],
+)
+def test_bad_search_arguments_are_one_clear_error(
+    data_root: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    code = main(
+        ["search", *settings(data_root), "--out", str(tmp_path / "s"), "--generations", "1", *args]
+    )
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err and "Traceback" not in err and "secret" not in err
+
+
+def test_diverged_runs_fail_with_the_reason_and_are_not_retried(
+    data_root: Path, tmp_path: Path
+) -> None:
+    """lr = 10^-1 with SGD + momentum on the summed loss and N(0, 0.1²) kernels blows up (the
+    cut threshold is off here): the trial fails with the reason, marked not to retry, and the
+    study goes on."""
+    genes = ["lr", "optimizer", "weight_init"]
+    opts = options(data_root, tmp_path, genes=genes, sampler="random", trials=2)
+    study = open_study(opts)
+    study.enqueue_trial({"lr": 1.0, "optimizer": 2.0, "weight_init": 0.1})
+    objective = SearchObjective(opts.base(), opts.space(), cut_threshold=0.0)
+    from dicelab.tune.objective import RunDiverged
+
+    study.optimize(objective, n_trials=2, catch=(RunDiverged,))
+    trial = study.trials[0]
+    assert trial.state == TrialState.FAIL
+    assert "NaN or infinite" in trial.user_attrs[NO_RETRY]
+    assert study.trials[1].state == TrialState.COMPLETE  # the study went on
+
+
+def test_runs_below_the_cut_threshold_stop_early_and_score_their_accuracy(
+    data_root: Path, tmp_path: Path
+) -> None:
+    opts = options(data_root, tmp_path, genes=["lr"], sampler="random", trials=1)
+    base = opts.base()
+    study = open_study(opts)
+    study.enqueue_trial({"lr": 5.0})  # lr 1e-5: stays near chance
+    objective = SearchObjective(base, opts.space(), cut_threshold=0.99)
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == TrialState.COMPLETE and trial.value < 0.99
+    assert trial.user_attrs["epochs_completed"] == 1  # stopped after the first epoch
+    assert "fell below 0.99" in trial.user_attrs["stopped"]
+    assert trial.intermediate_values == {1: trial.value}
+
+
+def test_configure_lays_the_decoded_genes_over_the_base(data_root: Path) -> None:
+    base = load_config(None, [*SMALL, f"data.root={data_root}", "seed=5"])
+    space = SearchSpace.paper(["lr", "optimizer", "batch", "dropout"])
+    config = configure(base, space, {"lr": 2.0, "optimizer": 3.0, "batch": 300.4, "dropout": 0.3})
+    assert (config.optimizer.name, config.optimizer.lr) == ("adam", pytest.approx(0.01))
+    assert config.train.batch_size == 300 and config.techniques["dropout"]["p"] == 0.3
+    assert config.techniques["weight_init"]["std"] == 0.05  # unsearched genes: the baseline
+    assert config.seed == 5 and config.model.options["width"] == 8
+    baseline = configure(base, space, space.baseline_params())
+    assert set(baseline.techniques) == {"weight_init"}
+    assert (baseline.optimizer.name, baseline.optimizer.lr) == ("sgd", pytest.approx(1e-3))
+
+
+def test_non_image_data_leaves_the_augmentations_out() -> None:
+    names = {n for n in SearchSpace.paper(images=False).distributions()}
+    assert len(names) == 17 and not names & {"flip", "rotation", "zoom", "translation", "contrast"}
+
+
+def test_multi_fidelity_starts_the_swarm_from_the_best_screened_particles(
+    data_root: Path, tmp_path: Path
+) -> None:
+    opts = options(
+        data_root, tmp_path, genes=["lr", "optimizer"], particles=2, generations=1, screen=4
+    )
+    run_search(opts)
+    screen = load(tmp_path, "search-screen")
+    main_study = load(tmp_path)
+    assert [t.state for t in screen.trials].count(TrialState.COMPLETE) == 4
+    assert all(t.user_attrs["epochs_completed"] == 1 for t in screen.trials if t.params)
+    starts = screened_starts(opts, screen)
+    ranked = sorted(
+        (t for t in screen.trials if t.state == TrialState.COMPLETE),
+        key=lambda t: (-t.value, t.number),
+    )
+    assert starts == [t.params for t in ranked[:2]]
+    firsts = sorted(
+        (t for t in main_study.trials if t.system_attrs.get(GENERATION) == 0),
+        key=lambda t: t.system_attrs["pso:particle"],
+    )
+    for trial, start in zip(firsts, starts, strict=True):
+        assert trial.params == pytest.approx(start)
+
+
+def test_evaluate_retrains_best_and_baseline_and_reports_the_error_reduction(
+    data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    opts = options(data_root, tmp_path, genes=["lr", "optimizer"], particles=3, generations=1)
+    run_search(opts)
+    back = options_from_study(str(tmp_path), None, "search")
+    assert back.definition() == opts.definition()
+    summary = evaluate(back, epochs=2, repeats=2)
+    best = max(t.value for t in load(tmp_path).trials)
+    assert summary["best_validation_accuracy"] == best
+    for name in ("best", "baseline"):
+        accs = summary[name]["test_accuracy"]
+        assert len(accs) == 2 and summary[name]["error"] == pytest.approx(1 - sum(accs) / 2)
+    expected = 1 - summary["best"]["error"] / summary["baseline"]["error"]
+    assert summary["error_reduction"] == pytest.approx(expected)
+    assert (tmp_path / "evaluate" / "best-seed1" / "result.json").is_file()
+    report = (tmp_path / "evaluation.md").read_text()
+    assert "Relative test-error reduction" in report
+    # run again: finished runs are read back, not retrained
+    stamp = (tmp_path / "evaluate" / "baseline-seed0" / "model.pt").stat().st_mtime_ns
+    assert main(["evaluate", "--out", str(tmp_path), "--epochs", "2", "--repeats", "2"]) == 0
+    assert (tmp_path / "evaluate" / "baseline-seed0" / "model.pt").stat().st_mtime_ns == stamp
+    assert "| best |" in capsys.readouterr().out
+    assert math.isfinite(summary["error_reduction"])
+
+
+def test_evaluate_without_a_search_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["evaluate", "--out", str(tmp_path / "none")]) == 2
+    assert "--out: got" in capsys.readouterr().err
