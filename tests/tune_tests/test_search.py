@@ -235,3 +235,124 @@ def test_evaluate_without_a_search_is_a_clear_error(
 ) -> None:
     assert main(["evaluate", "--out", str(tmp_path / "none")]) == 2
     assert "--out: got" in capsys.readouterr().err
+
+
+def test_median_pruning_prunes_some_runs_after_the_startup_trials(
+    data_root: Path, tmp_path: Path
+) -> None:
+    """With --prune median, runs whose first-epoch validation accuracy is below the median of
+    earlier runs stop there; they are PRUNED and the swarm goes on."""
+    opts = options(
+        data_root, tmp_path, genes=["lr", "optimizer"], particles=4, generations=4, prune="median"
+    )
+    summary = run_search(opts)
+    study = load(tmp_path)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert summary["trials"]["pruned"] == len(pruned) > 0
+    assert all(t.number >= 5 and len(t.intermediate_values) == 1 for t in pruned)
+    assert summary["generation"] == 4
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_killed_runs_stale_trial_is_recovered_on_restart(
+    data_root: Path, tmp_path: Path
+) -> None:
+    """A trial left RUNNING in the journal by a process of this host that no longer exists is
+    marked failed when the search restarts, and its particle is evaluated again."""
+    from dicelab.tune import _optuna_compat as compat
+    from dicelab.tune._pso.sampler import PARTICLE, POSITION
+    from dicelab.tune._workers import HOST, PID
+
+    opts = options(data_root, tmp_path, genes=["lr"], particles=2, generations=1)
+    run_search(opts)
+    study = load(tmp_path)
+    orphan = study.ask()  # as if a worker had claimed particle 0 of generation 1 and died
+    import socket
+
+    for key, value in (
+        (POSITION, [2.0]),
+        (PARTICLE, 0),
+        (GENERATION, 1),
+        (HOST, socket.gethostname()),
+        (PID, _dead_pid()),
+    ):
+        compat.set_trial_system_attr(study, compat.trial_id(orphan), key, value)
+    opts.generations = 2
+    run_search(opts)
+    study = load(tmp_path)
+    assert study.trials[orphan.number].state == TrialState.FAIL
+    generation1 = [
+        t
+        for t in study.trials
+        if t.system_attrs.get(GENERATION) == 1 and t.state == TrialState.COMPLETE
+    ]
+    assert sorted(t.system_attrs[PARTICLE] for t in generation1) == [0, 1]
+
+
+def _counted(study: optuna.Study) -> dict[tuple[int, int], tuple[dict, float]]:
+    """(generation, particle) → (params, value) of the trial that counts (lowest number)."""
+    result: dict[tuple[int, int], tuple[dict, float]] = {}
+    for t in sorted(study.trials, key=lambda t: t.number):
+        if GENERATION in t.system_attrs and t.state == TrialState.COMPLETE:
+            key = (t.system_attrs[GENERATION], t.system_attrs["pso:particle"])
+            result.setdefault(key, (t.params, t.value))
+    return result
+
+
+@pytest.mark.slow
+def test_search_killed_with_sigkill_continues_to_the_uninterrupted_result(
+    data_root: Path, tmp_path: Path
+) -> None:
+    """`dicelab search --workers 2` killed (the whole process group, SIGKILL) after a few
+    trials, then the same command again: the completed trials are kept and the swarm ends
+    exactly as an uninterrupted search's (training is deterministic on CPU)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def command(out: Path) -> list[str]:
+        return [
+            sys.executable, "-m", "dicelab", "search", *settings(data_root),
+            "--genes", "lr,optimizer,dropout", "--particles", "3", "--generations", "3",
+            "--workers", "2", "--threads", "1", "--out", str(out),
+        ]  # fmt: skip
+
+    reference = subprocess.run(command(tmp_path / "ref"), capture_output=True, text=True)
+    assert reference.returncode == 0, reference.stderr
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        command(killed), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
+    kept: list[int] = []
+    while time.monotonic() < deadline and process.poll() is None:
+        if (killed / "study.journal").is_file():
+            try:
+                study = load(killed)
+            except Exception:  # the journal is being created
+                study = None
+            done = study.get_trials(states=(TrialState.COMPLETE,)) if study else []
+            if len(done) >= 4:
+                os.killpg(process.pid, signal.SIGKILL)
+                break
+        time.sleep(0.05)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the search ended before it could be killed"
+    before = {t.number: (t.params, t.value) for t in load(killed).trials if t.value is not None}
+    again = subprocess.run(command(killed), capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    after = load(killed)
+    for number, (params, value) in before.items():  # every completed trial kept as it was
+        assert (after.trials[number].params, after.trials[number].value) == (params, value)
+    assert _counted(after) == _counted(load(tmp_path / "ref"))
+    assert not after.get_trials(states=(TrialState.RUNNING,))

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 from collections.abc import Iterable
+from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -48,10 +49,16 @@ def fail_dead_workers(study: optuna.Study, trials: Iterable[FrozenTrial] | None 
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (a killed worker whose parent died
+    too stays a zombie until someone reaps it, which a container's init may never do)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by another user
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (macOS) or gone meanwhile
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"

@@ -169,6 +169,7 @@ class PSOSampler(BaseSampler):
         self.poll_interval = poll_interval
         self._random = RandomSampler(seed=seed)
         self._memo: dict[tuple[str, int], Swarm] = {}  # (study, generation) → swarm
+        self._latest: dict[str, int] = {}  # study → its latest generation computed
 
     # -- optuna's sampler interface -------------------------------------------------------
 
@@ -306,16 +307,19 @@ class PSOSampler(BaseSampler):
         return swarm
 
     def _view(self, study: optuna.Study) -> _View:
+        key = study.study_name
+        # Generations before the latest one computed are complete, and a complete generation
+        # never changes (new trials only claim the open one): start from there.
+        generation = self._latest.get(key, 0)
+        if generation == 0 and (key, 0) not in self._memo:
+            self._memo[(key, 0)] = self._first_swarm(study)
+        swarm = self._memo[(key, generation)]
         claims: dict[tuple[int, int], list[FrozenTrial]] = {}
         for t in study.get_trials(deepcopy=False):
             g, i = t.system_attrs.get(GENERATION), t.system_attrs.get(PARTICLE)
-            if g is not None and i is not None:
+            if g is not None and i is not None and g >= generation:
                 claims.setdefault((int(g), int(i)), []).append(t)
         sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
-        key = study.study_name
-        generation = 0
-        swarm = self._memo.get((key, 0)) or self._first_swarm(study)
-        self._memo[(key, 0)] = swarm
         while True:
             fitness = np.empty(self.n_particles)
             free: list[int] = []
@@ -331,12 +335,11 @@ class PSOSampler(BaseSampler):
                     fitness[i] = sign * value if math.isfinite(value) else -math.inf
             if free or busy:
                 return _View(generation, swarm, free, busy)
-            following = self._memo.get((key, generation + 1))
-            if following is None:
-                rng = np.random.default_rng([self._seed(study), 1, generation])
-                following = advance(swarm, fitness, generation, self._enc, rng, self.coefficients)
-                self._memo[(key, generation + 1)] = following
-            swarm, generation = following, generation + 1
+            rng = np.random.default_rng([self._seed(study), 1, generation])
+            swarm = advance(swarm, fitness, generation, self._enc, rng, self.coefficients)
+            generation += 1
+            self._memo[(key, generation)] = swarm
+            self._latest[key] = generation
 
     def _result(self, trials: list[FrozenTrial]) -> tuple[str, float, list[FrozenTrial]]:
         """("done", value, []), ("busy", nan, live trials) or ("open", nan, []) for one
