@@ -136,9 +136,7 @@ def test_diverged_runs_fail_with_the_reason_and_are_not_retried(
     study = open_study(opts)
     study.enqueue_trial({"lr": 1.0, "optimizer": 2.0, "weight_init": 0.1})
     objective = SearchObjective(opts.base(), opts.space(), cut_threshold=0.0)
-    from dicelab.tune.objective import RunDiverged
-
-    study.optimize(objective, n_trials=2, catch=(RunDiverged,))
+    study.optimize(objective, n_trials=2)
     trial = study.trials[0]
     assert trial.state == TrialState.FAIL
     assert "NaN or infinite" in trial.user_attrs[NO_RETRY]
@@ -334,7 +332,6 @@ def test_search_killed_with_sigkill_continues_to_the_uninterrupted_result(
         command(killed), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     deadline = time.monotonic() + 120
-    kept: list[int] = []
     while time.monotonic() < deadline and process.poll() is None:
         if (killed / "study.journal").is_file():
             try:

@@ -185,5 +185,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dicelab {args.command}: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
-        print("interrupted; continue with the same command and --resume", file=sys.stderr)
+        again = " and --resume" if args.command == "train" else ""
+        print(f"interrupted; continue with the same command{again}", file=sys.stderr)
         return 130

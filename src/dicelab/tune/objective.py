@@ -11,7 +11,7 @@ training set (``data.split=search``) for the search's epochs, and the fitness is
 validation accuracy of the **last** epoch. Each epoch's validation accuracy is reported to the
 trial, for pruning. A run whose validation accuracy falls below ``cut_threshold`` (0.12, as
 the authors') is stopped and scores that accuracy. A run that diverges (NaN or infinite loss
-or weights) fails with the reason, and is not retried.
+or weights) fails with the reason (the user attribute ``pso_no_retry``), and is not retried.
 """
 
 from __future__ import annotations
@@ -26,14 +26,10 @@ from optuna.distributions import FloatDistribution
 
 from dicelab import paper_space
 from dicelab.config import RunConfig, config_hash, from_dict, to_dict
-from dicelab.exceptions import ConfigError, DicelabError, UnknownNameError
+from dicelab.exceptions import ConfigError, UnknownNameError
 from dicelab.techniques import TECHNIQUES
 from dicelab.train import Trainer
 from dicelab.tune._pso.sampler import NO_RETRY, SparseInit
-
-
-class RunDiverged(DicelabError):
-    """A trial's training diverged; the trial fails with the reason and is not retried."""
 
 
 def param_name(gene: paper_space.Gene) -> str:
@@ -160,8 +156,10 @@ class SearchObjective:
         trial.set_user_attr("epochs_completed", result.epochs_completed)
         trial.set_user_attr("seconds", round(result.wall_time_s, 3))
         if result.status == "diverged":
+            # NaN makes Optuna record the trial as FAIL with a one-line warning; the mark
+            # tells the PSO sampler that retrying the same position would diverge again.
             trial.set_user_attr(NO_RETRY, result.message)
-            raise RunDiverged(result.message)
+            return math.nan
         if result.status == "stopped":
             trial.set_user_attr("stopped", result.message)
             if result.message == "pruned":

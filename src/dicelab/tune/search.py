@@ -31,7 +31,7 @@ from dicelab.data import load_data
 from dicelab.exceptions import ConfigError
 from dicelab.tune._pso.sampler import PSOSampler, SwarmFinished
 from dicelab.tune._workers import fail_dead_workers
-from dicelab.tune.objective import RunDiverged, SearchObjective, SearchSpace, configure
+from dicelab.tune.objective import SearchObjective, SearchSpace, configure
 from dicelab.tune.storage import describe_storage, open_storage
 
 _log = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ def _optimize(
         return
     if budget is not None and len(study.get_trials(states=FINISHED)) >= budget:
         return
-    study.optimize(_guarded(objective), callbacks=[stop], catch=(RunDiverged,))
+    study.optimize(_guarded(objective), callbacks=[stop])
 
 
 def screened_starts(options: SearchOptions, study: optuna.Study) -> list[dict[str, float]]:
