@@ -150,6 +150,7 @@ def _stderr(line: str) -> None:
 
 _search_command = (_search.add_search, _search.run_search)
 _evaluate_command = (_search.add_evaluate, _search.run_evaluate)
+_report_command = (_search.add_report, _search.run_report)
 
 _COMMANDS: dict[
     str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
@@ -161,6 +162,17 @@ _COMMANDS: dict[
         "retrain a search's best configuration and the baseline; test-error reduction",
         *_evaluate_command,
     ),
+    "ablate": (
+        "retrain the best configuration without each technique and each category",
+        _search.add_ablate,
+        _search.run_ablate,
+    ),
+    "analyze": (
+        "correlations by optimizer, importance and error-reduction tables of a search",
+        _search.add_analyze,
+        _search.run_analyze,
+    ),
+    "report": ("write a self-contained HTML report of a results folder", *_report_command),
 }
 
 

@@ -129,10 +129,66 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from dicelab.tune.evaluate import evaluate, markdown
     from dicelab.tune.search import options_from_study
 
-    if args.workers < 1:
-        raise ConfigError("--workers", args.workers, "must be >= 1")
     _quiet_optuna()
     options = options_from_study(args.out, args.storage, _study_name(args))
     summary = evaluate(options, epochs=args.epochs, repeats=args.repeats, workers=args.workers)
     print(markdown(summary))
+    return 0
+
+
+def add_ablate(parser: argparse.ArgumentParser) -> None:
+    _add_study_arguments(parser)
+    parser.add_argument("--epochs", type=int, help="training epochs (default: the search's)")
+    parser.add_argument("--repeats", type=int, default=3, help="seeds per variant (default: 3)")
+    parser.add_argument("--workers", type=int, default=1, help="runs trained side by side")
+
+
+def run_ablate(args: argparse.Namespace) -> int:
+    from dicelab.analysis.ablation import ABLATION_MD, ablate
+    from dicelab.tune.search import options_from_study
+
+    _quiet_optuna()
+    options = options_from_study(args.out, args.storage, _study_name(args))
+    ablate(options, epochs=args.epochs, repeats=args.repeats, workers=args.workers)
+    print((Path(args.out) / ABLATION_MD).read_text())
+    return 0
+
+
+def add_analyze(parser: argparse.ArgumentParser) -> None:
+    _add_study_arguments(parser)
+    parser.add_argument(
+        "--no-importance", action="store_true", help="skip PED-ANOVA and fANOVA importance"
+    )
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    from dicelab.analysis.analyze import ANALYSIS, analyze
+    from dicelab.tune.search import options_from_study
+
+    _quiet_optuna()
+    options = options_from_study(args.out, args.storage, _study_name(args))
+    summary = analyze(options, importance=not args.no_importance)
+    folder = Path(args.out) / ANALYSIS
+    for note in summary["notes"]:
+        print(f"note: {note}")
+    print(f"tables written to {folder} (CSV and markdown)")
+    print((folder / "correlations.md").read_text())
+    return 0
+
+
+def add_report(parser: argparse.ArgumentParser) -> None:
+    _add_study_arguments(parser)
+    parser.add_argument("--title", help="the report's title")
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from dicelab.reports.html import build_report
+
+    _quiet_optuna()
+    folder = Path(args.out)
+    if not folder.is_dir():
+        raise ConfigError("--out", str(folder), "is not a folder of results")
+    study = args.study or "search"
+    path = build_report(folder, study=study, storage=args.storage, title=args.title)
+    print(f"report written to {path}")
     return 0

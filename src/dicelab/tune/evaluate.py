@@ -70,6 +70,55 @@ def _final(config: RunConfig, epochs: int | None, seed: int) -> dict[str, Any]:
     return data
 
 
+def check_protocol(epochs: int | None, repeats: int, workers: int) -> None:
+    """The retraining options: one clear error for a bad value."""
+    if repeats < 1:
+        raise ConfigError("--repeats", repeats, "must be >= 1")
+    if epochs is not None and epochs < 1:
+        raise ConfigError("--epochs", epochs, "must be >= 1")
+    if workers < 1:
+        raise ConfigError("--workers", workers, "must be >= 1")
+
+
+def retrain(
+    configs: dict[str, RunConfig],
+    out: Path,
+    *,
+    epochs: int | None,
+    repeats: int,
+    workers: int = 1,
+) -> dict[str, dict[str, Any]]:
+    """Train each configuration ``repeats`` times on the full training set (seeds ``seed``,
+    ``seed + 1``, ...) in ``out/<name>-seed<s>``; per name: test accuracies, mean, std, error.
+
+    Finished runs are read back and interrupted ones resume, so this can be repeated.
+    """
+    check_protocol(epochs, repeats, workers)
+    jobs = []
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    for name, config in configs.items():
+        for r in range(repeats):
+            seed = config.seed + r
+            jobs.append((_final(config, epochs, seed), str(out / f"{name}-seed{seed}"), threads))
+    if workers == 1:
+        accuracies = [_run(job) for job in jobs]
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            accuracies = list(pool.map(_run, jobs))
+    results: dict[str, dict[str, Any]] = {}
+    for i, name in enumerate(configs):
+        accs = accuracies[i * repeats : (i + 1) * repeats]
+        results[name] = {
+            "test_accuracy": accs,
+            "mean": statistics.mean(accs),
+            "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+            "error": 1 - statistics.mean(accs),
+            "epochs": from_dict(jobs[i * repeats][0]).train.epochs,
+        }
+    return results
+
+
 def evaluate(
     options: SearchOptions,
     *,
@@ -78,10 +127,7 @@ def evaluate(
     workers: int = 1,
 ) -> dict[str, Any]:
     """Retrain the best and the baseline configuration ``repeats`` times; the summary."""
-    if repeats < 1:
-        raise ConfigError("--repeats", repeats, "must be >= 1")
-    if epochs is not None and epochs < 1:
-        raise ConfigError("--epochs", epochs, "must be >= 1")
+    check_protocol(epochs, repeats, workers)
     study = open_study(options)
     best = best_trial(study)
     space = options.space()
@@ -90,34 +136,18 @@ def evaluate(
         "best": configure(base, space, best.params),
         "baseline": configure(base, space, space.baseline_params()),
     }
-    out = Path(options.out) / "evaluate"
-    jobs = []
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    for name, config in configs.items():
-        for r in range(repeats):
-            seed = base.seed + r
-            jobs.append((_final(config, epochs, seed), str(out / f"{name}-seed{seed}"), threads))
-    if workers == 1:
-        accuracies = [_run(job) for job in jobs]
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            accuracies = list(pool.map(_run, jobs))
+    results = retrain(
+        configs, Path(options.out) / "evaluate", epochs=epochs, repeats=repeats, workers=workers
+    )
     summary: dict[str, Any] = {
         "study": options.study,
         "best_trial": best.number,
         "best_validation_accuracy": best.value,
-        "epochs": from_dict(jobs[0][0]).train.epochs,
+        "best_params": best.params,
+        "epochs": results["best"]["epochs"],
         "repeats": repeats,
+        **results,
     }
-    for i, name in enumerate(configs):
-        accs = accuracies[i * repeats : (i + 1) * repeats]
-        summary[name] = {
-            "test_accuracy": accs,
-            "mean": statistics.mean(accs),
-            "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-            "error": 1 - statistics.mean(accs),
-        }
     base_error = summary["baseline"]["error"]
     summary["error_reduction"] = (
         1 - summary["best"]["error"] / base_error if base_error > 0 else None

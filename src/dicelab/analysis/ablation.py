@@ -1,0 +1,157 @@
+"""Ablations of a search's best configuration: which randomness carries the improvement.
+
+Starting from the best trial, each ablation resets part of it to the no-randomness baseline
+and retrains with the evaluation protocol (full training set, the final epochs, ``repeats``
+seeds), as the authors' ablation cells do:
+
+- **by component**: one searched gene at a time, for each gene whose best value differs from
+  its baseline value;
+- **by category**: all the genes of one category at a time. A technique gene belongs to its
+  technique's category (``dicelab list techniques``). The optimizer, learning-rate and
+  batch-size genes belong to "optimization", as in the authors' grouping.
+
+Each row gives the test accuracy (mean ± std over seeds), its change from the best
+configuration, the standard error of that change, sqrt(s²_a/n_a + s²_b/n_b), and Welch's
+t-test p-value. The best configuration and the full baseline are the two reference rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from scipy import stats
+
+from dicelab import _atomic, paper_space
+from dicelab.techniques import TECHNIQUES
+from dicelab.tune.evaluate import best_trial, retrain
+from dicelab.tune.objective import SearchSpace, configure, param_name
+from dicelab.tune.search import SearchOptions, open_study
+
+ABLATION = "ablation.json"
+ABLATION_MD = "ablation.md"
+
+
+def category_of(gene: paper_space.Gene) -> str:
+    """The reporting category of a gene: its technique's, or "optimization" for the optimizer,
+    learning rate and batch size."""
+    section, *rest = gene.target.split(".")
+    if section == "techniques":
+        return str(TECHNIQUES.get(rest[0]).category.value)
+    return "optimization"
+
+
+@dataclass
+class AblationRow:
+    """One retrained variant and its change from the best configuration."""
+
+    kind: str  # "reference", "component" or "category"
+    name: str
+    reset: list[str]  # the genes set back to their baseline
+    test_accuracy: list[float]
+    mean: float
+    std: float
+    delta: float | None  # mean − the best configuration's mean
+    delta_se: float | None
+    p_value: float | None
+
+
+def variants(space: SearchSpace, best: dict[str, float]) -> list[tuple[str, str, list[str]]]:
+    """(kind, name, genes reset) of every ablation of ``best``, references first."""
+    baseline = space.baseline_params()
+    changed = [n for n in space.distributions() if not math.isclose(best[n], baseline[n])]
+    rows: list[tuple[str, str, list[str]]] = [("reference", "best", [])]
+    rows += [("component", f"without {name}", [name]) for name in changed]
+    by_category: dict[str, list[str]] = {}
+    for gene in space.genes:
+        if param_name(gene) in changed:
+            by_category.setdefault(category_of(gene), []).append(param_name(gene))
+    rows += [("category", f"without {cat}", genes) for cat, genes in sorted(by_category.items())]
+    rows.append(("reference", "baseline", list(space.distributions())))
+    return rows
+
+
+def ablate(
+    options: SearchOptions,
+    *,
+    epochs: int | None = None,
+    repeats: int = 3,
+    workers: int = 1,
+) -> list[AblationRow]:
+    """Retrain the best configuration and every ablation of it; write ablation.json/.md."""
+    study = open_study(options)
+    best = dict(best_trial(study).params)
+    space = options.space()
+    base = options.base()
+    baseline = space.baseline_params()
+    plan = variants(space, best)
+    configs = {}
+    for _kind, name, reset in plan:
+        params = {**best, **{gene: baseline[gene] for gene in reset}}
+        configs[_folder(name)] = configure(base, space, params)
+    results = retrain(
+        configs, Path(options.out) / "ablate", epochs=epochs, repeats=repeats, workers=workers
+    )
+    reference = results["best"]
+    rows = []
+    for kind, name, reset in plan:
+        got = results[_folder(name)]
+        delta = se = p = None
+        if name != "best":
+            delta = got["mean"] - reference["mean"]
+            n_a, n_b = len(got["test_accuracy"]), len(reference["test_accuracy"])
+            se = math.sqrt(got["std"] ** 2 / n_a + reference["std"] ** 2 / n_b)
+            if n_a > 1 and n_b > 1 and (got["std"] > 0 or reference["std"] > 0):
+                p = float(
+                    stats.ttest_ind(
+                        got["test_accuracy"], reference["test_accuracy"], equal_var=False
+                    ).pvalue
+                )
+        rows.append(
+            AblationRow(
+                kind, name, reset, got["test_accuracy"], got["mean"], got["std"], delta, se, p
+            )
+        )
+    summary = {
+        "study": options.study,
+        "epochs": reference["epochs"],
+        "repeats": repeats,
+        "rows": [asdict(r) for r in rows],
+    }
+    _atomic.write_json(Path(options.out) / ABLATION, summary)
+    _atomic.write_text(
+        Path(options.out) / ABLATION_MD, markdown(rows, reference["epochs"], repeats)
+    )
+    return rows
+
+
+def _folder(name: str) -> str:
+    return name.replace(" ", "-")
+
+
+def markdown(rows: list[AblationRow], epochs: int, repeats: int) -> str:
+    """The ablation as a markdown table."""
+    lines = [
+        f"Ablations of the best configuration: {epochs} epochs on the full training set, "
+        f"{repeats} seeds each. Δ is the change in mean test accuracy from the best "
+        "configuration, ± its standard error; p is Welch's t-test.",
+        "",
+        "| kind | variant | genes reset | test accuracy (mean ± std) | Δ ± s.e. | p |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        reset = ", ".join(r.reset) if r.kind != "reference" or r.name != "baseline" else "all"
+        delta = "—" if r.delta is None else f"{r.delta:+.4f} ± {r.delta_se:.4f}"
+        p = "—" if r.p_value is None else f"{r.p_value:.3g}"
+        accuracy = f"{r.mean:.4f} ± {r.std:.4f}"
+        lines.append(f"| {r.kind} | {r.name} | {reset or '—'} | {accuracy} | {delta} | {p} |")
+    return "\n".join(lines) + "\n"
+
+
+def load(out: str | Path) -> dict[str, Any] | None:
+    """The saved ablation of a search folder, if any."""
+    path = Path(out) / ABLATION
+    return dict(json.loads(path.read_text())) if path.is_file() else None
