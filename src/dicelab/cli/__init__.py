@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from dicelab.cli import _search
+from dicelab.cli import _analysis, _search
 from dicelab.exceptions import ConfigError, DicelabError, UnknownNameError
 from dicelab.version import __version__
 
@@ -173,6 +173,21 @@ _COMMANDS: dict[
         _search.run_analyze,
     ),
     "report": ("write a self-contained HTML report of a results folder", *_report_command),
+    "landscape": (
+        "loss along filter-normalised random directions around a trained run",
+        _analysis.add_landscape,
+        _analysis.run_landscape,
+    ),
+    "hessian": (
+        "top Hessian eigenvalues and trace of a trained run's training loss",
+        _analysis.add_hessian,
+        _analysis.run_hessian,
+    ),
+    "reproduce": (
+        "run a paper's whole pipeline: paper1 or paper3, --scale smoke|cpu|full",
+        _analysis.add_reproduce,
+        _analysis.run_reproduce,
+    ),
 }
 
 

@@ -241,13 +241,13 @@ def _landscape_section(folder: Path) -> list[str]:
     files = sorted((folder / "landscape").glob("*.json"))
     if not files:
         return []
-    from dicelab.analysis.landscape import from_dict, plot_1d, plot_2d
+    from dicelab.analysis.landscape import Landscape2D, from_dict, plot_1d, plot_2d
 
     parts = ["<h2>Loss landscapes</h2>"]
     for path in files:
         landscape = from_dict(json.loads(path.read_text()))
-        plot = plot_2d if getattr(landscape, "betas", None) is not None else plot_1d
-        parts.append(figure_html(plot(landscape), f"{path.stem}: loss around the weights"))
+        fig = plot_2d(landscape) if isinstance(landscape, Landscape2D) else plot_1d(landscape)
+        parts.append(figure_html(fig, f"{path.stem}: loss around the weights"))
     return parts
 
 

@@ -1,0 +1,148 @@
+"""Ablation, analysis and the one-command reproductions, on tiny settings (seconds)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from dicelab import reproduce as rep
+from dicelab.analysis.ablation import ablate, category_of, variants
+from dicelab.cli import main
+from dicelab.config import load_config, to_dict
+from dicelab.paper_space import GENES
+from dicelab.tune.objective import SearchSpace
+from dicelab.tune.search import SearchOptions, run_search
+
+TINY = (
+    "data.name=digits",
+    "device=cpu",
+    "model.width=8",
+    "data.train_limit=200",
+    "train.recalibrate_bn=true",
+)
+
+
+def searched(data_root: Path, out: Path) -> SearchOptions:
+    config = load_config(None, [*TINY, "train.epochs=1", f"data.root={data_root}"])
+    options = SearchOptions(
+        out=str(out),
+        genes=["lr", "optimizer", "dropout", "shuffle", "gradient_noise"],
+        particles=3,
+        generations=1,
+        threads=1,
+        config=to_dict(config),
+    )
+    run_search(options)
+    return options
+
+
+def test_categories_follow_the_techniques_and_the_authors_grouping() -> None:
+    by_name = {g.name: category_of(g) for g in GENES}
+    assert by_name["rotation"] == "data" and by_name["dropout"] == "model"
+    assert by_name["loss noise"] == "learning" and by_name["gradient dropout"] == "optimization"
+    assert by_name["lr"] == by_name["optimizer"] == by_name["batch"] == "optimization"
+
+
+def test_variants_reset_each_changed_gene_and_each_category() -> None:
+    space = SearchSpace.paper(["lr", "dropout", "shuffle", "rotation"])
+    best = {"lr": 2.0, "dropout": 0.3, "shuffle": 1.0, "rotation": 0.0}  # rotation at baseline
+    plan = variants(space, best)
+    assert plan[0] == ("reference", "best", []) and plan[-1][1] == "baseline"
+    components = {name: reset for kind, name, reset in plan if kind == "component"}
+    assert components == {
+        "without lr": ["lr"],
+        "without dropout": ["dropout"],
+        "without shuffle": ["shuffle"],
+    }
+    categories = {name: sorted(reset) for kind, name, reset in plan if kind == "category"}
+    assert categories == {
+        "without data": ["shuffle"],
+        "without model": ["dropout"],
+        "without optimization": ["lr"],
+    }
+
+
+def test_ablate_retrains_every_variant_and_reports_changes(
+    data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    options = searched(data_root, tmp_path)
+    rows = ablate(options, epochs=1, repeats=2)
+    best = rows[0]
+    assert best.name == "best" and best.delta is None
+    for row in rows[1:]:
+        assert row.delta == pytest.approx(row.mean - best.mean)
+        assert row.delta_se == pytest.approx(math.sqrt(row.std**2 / 2 + best.std**2 / 2))
+        assert len(row.test_accuracy) == 2
+    saved = json.loads((tmp_path / "ablation.json").read_text())
+    assert [r["name"] for r in saved["rows"]] == [r.name for r in rows]
+    assert (tmp_path / "ablate" / "baseline-seed0" / "result.json").is_file()
+    assert "| reference | best |" in (tmp_path / "ablation.md").read_text()
+    # the CLI reads the finished runs back
+    assert main(["ablate", "--out", str(tmp_path), "--epochs", "1", "--repeats", "2"]) == 0
+    assert "Δ ± s.e." in capsys.readouterr().out
+
+
+def test_analyze_command_writes_the_tables(
+    data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    searched(data_root, tmp_path)
+    assert main(["analyze", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "importance needs at least 10 completed trials" in out
+    for name in ("correlations.csv", "correlations.md", "analysis.json"):
+        assert (tmp_path / "analysis" / name).is_file()
+
+
+def test_reproduce_paper1_runs_the_whole_pipeline(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The smoke pipeline on tiny settings: search → evaluate → ablate → analyze → report."""
+    tiny = rep.Paper1((*TINY, "train.epochs=1", f"data.root={data_root}"), 3, 2, None, 1, 2, 2)
+    monkeypatch.setitem(rep.PAPER1_SCALES, "smoke", tiny)
+    report = rep.reproduce("paper1", "smoke", out=tmp_path, workers=1, log=lambda _: None)
+    page = report.read_text()
+    for heading in ("Best configuration against the baseline", "Ablations", "Search"):
+        assert f"<h2>{heading}</h2>" in page
+    for name in ("evaluation.json", "ablation.json", "analysis/analysis.json"):
+        assert (tmp_path / name).is_file()
+
+
+def test_reproduce_paper3_compares_optimizers_with_curvature(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tiny = rep.Paper3(
+        (*TINY, f"data.root={data_root}", "optimizer.name=momentum", "optimizer.lr=0.01",
+         "train.reduction=mean"),
+        1, 2, methods=("none", "mrwp"), hessian_examples=100, trace_samples=4,
+        landscape_steps=5,
+    )  # fmt: skip
+    monkeypatch.setitem(rep.PAPER3_SCALES, "smoke", tiny)
+    report = rep.reproduce("paper3", "smoke", out=tmp_path, workers=1, log=lambda _: None)
+    comparison = json.loads((tmp_path / "comparison.json").read_text())
+    rows = {r["method"]: r for r in comparison["rows"]}
+    assert rows["none"]["updates"] == rows["mrwp"]["updates"]  # twice the epochs, same updates
+    for method in ("none", "mrwp"):
+        hessian = json.loads((tmp_path / "hessian" / f"{method}.json").read_text())
+        assert len(hessian["eigenvalues"]) == 1
+        assert (tmp_path / "landscape" / f"{method}.json").is_file()
+    page = report.read_text()
+    for heading in ("Optimizer comparison", "Loss landscapes", "Hessian spectra"):
+        assert f"<h2>{heading}</h2>" in page
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["reproduce", "paper2"], "paper: got 'paper2'"),
+        (["reproduce", "paper1", "--scale", "huge"], "--scale: got 'huge'"),
+        (["reproduce", "paper1", "--scale", "full"], "--storage: got None"),
+    ],
+)
+def test_reproduce_bad_arguments(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
