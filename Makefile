@@ -1,5 +1,6 @@
 # Two set-up commands for a fresh machine (see README.md):
-#   make demo   - create .venv, install dicelab, train the paper VGG on bundled MNIST data
+#   make demo   - create .venv, install dicelab, run paper 1's pipeline (smoke scale) on bundled
+#                 MNIST data: search, evaluate, ablate, analyze, HTML report
 #   make test   - create .venv, install dicelab with its test tools, run the test suite
 PYTHON ?= python3
 VENV := .venv
@@ -16,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/dicelab train --set data.name=mnist5k --set model.name=vgg --out runs/demo --resume
+	$(BIN)/dicelab reproduce paper1 --scale smoke --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/pytest -n 2 --doctest-modules src/dicelab tests

@@ -67,10 +67,10 @@ def samplers(args: argparse.Namespace) -> None:
                 study = optuna.load_study(
                     study_name="search", storage=open_storage(Path(out) / "study.journal")
                 )
-            values = [
-                t.value if t.state == TrialState.COMPLETE and t.value is not None else 0.0
-                for t in sorted(study.trials, key=lambda t: t.number)
-            ][: args.trials]
+                values = [
+                    t.value if t.state == TrialState.COMPLETE and t.value is not None else 0.0
+                    for t in sorted(study.trials, key=lambda t: t.number)
+                ][: args.trials]
             best = np.maximum.accumulate(values)
             curves.setdefault(sampler, []).append([float(best[m - 1]) for m in marks])
     print(f"best validation accuracy after N trials, mean ± std over seeds {args.seeds}")

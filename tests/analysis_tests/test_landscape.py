@@ -370,3 +370,16 @@ def test_bad_arguments_raise_config_error() -> None:
         with pytest.raises(ConfigError):
             call()
         assert name
+
+
+def test_non_finite_losses_are_written_as_null_and_read_back_as_nan() -> None:
+    """Strict JSON has no NaN: a point where the network blows up is written as null."""
+    import json
+    import math
+
+    from dicelab.analysis.landscape import Landscape1D, from_dict
+
+    line = Landscape1D([0.0, 1.0, 2.0], [1.0, float("nan"), float("inf")], None)
+    text = json.dumps(line.to_dict(), allow_nan=False)
+    back = from_dict(json.loads(text))
+    assert back.losses[0] == 1.0 and math.isnan(back.losses[1]) and math.isnan(back.losses[2])

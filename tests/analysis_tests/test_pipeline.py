@@ -146,3 +146,35 @@ def test_reproduce_bad_arguments(
 ) -> None:
     assert main(args) == 2
     assert message in capsys.readouterr().err
+
+
+def test_hessian_and_landscape_commands_on_a_trained_run(
+    data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`dicelab hessian` and `dicelab landscape` (1-D, 2-D and between two runs) read a
+    finished run folder and write their JSON (and plot) without changing the run."""
+    runs = []
+    for seed in (0, 1):
+        out = tmp_path / f"run{seed}"
+        args = ["train", "--quiet", "--threads", "1", "--out", str(out), "--set", f"seed={seed}"]
+        for setting in (*TINY, "train.epochs=1", f"data.root={data_root}"):
+            args += ["--set", setting]
+        assert main(args) == 0
+        runs.append(out)
+    weights = (runs[0] / "model.pt").read_bytes()
+    common = ["--examples", "100", "--out", str(tmp_path / "res")]
+    assert main(["hessian", str(runs[0]), *common, "--trace-samples", "4", "--name", "h"]) == 0
+    hessian = json.loads((tmp_path / "res" / "hessian" / "h.json").read_text())
+    assert len(hessian["eigenvalues"]) == 1 and hessian["trace"]["stderr"] > 0
+    for extra, name in (
+        (["--dims", "1", "--steps", "5"], "one"),
+        (["--dims", "2", "--steps", "4"], "two"),
+        (["--towards", str(runs[1]), "--steps", "5"], "between"),
+    ):
+        assert main(["landscape", str(runs[0]), *common, *extra, "--name", name]) == 0
+        saved = json.loads((tmp_path / "res" / "landscape" / f"{name}.json").read_text())
+        assert saved and (tmp_path / "res" / "landscape" / f"{name}.png").is_file()
+    assert (runs[0] / "model.pt").read_bytes() == weights
+    capsys.readouterr()
+    assert main(["hessian", str(tmp_path), "--examples", "10"]) == 2
+    assert "is not a finished run folder" in capsys.readouterr().err

@@ -214,6 +214,10 @@ def correlations(study: optuna.Study, *, min_trials: int = 5) -> list[Correlatio
     return rows
 
 
+#: Depth of fANOVA's trees (Optuna's default is 64; see :func:`importance`).
+FANOVA_DEPTH = 8
+
+
 def importance(
     study: optuna.Study, *, evaluator: Evaluator = "ped-anova", seed: int = 0
 ) -> dict[str, float]:
@@ -222,7 +226,10 @@ def importance(
     ``"ped-anova"`` is :class:`optuna.importance.PedAnovaImportanceEvaluator` (Optuna 5's
     default: fast, it asks which values the top 10% of trials share); ``"fanova"`` is
     :class:`optuna.importance.FanovaImportanceEvaluator` with ``seed`` (a random forest's
-    variance decomposition; slower, and it needs scikit-learn). The result maps parameter
+    variance decomposition; it needs scikit-learn). Its trees are limited to depth 8 instead of
+    Optuna's 64: on a 1,000-trial benchmark study the importances moved by less than 0.01 and
+    the evaluation ran 6× faster (26 s → 4 s), which keeps a 10,000-trial study analysable in
+    seconds (BENCHMARKS.md). The result maps parameter
     names to importances summing to 1, most important first. Importances are measured on the
     raw gene values, and share the sampling confound of :func:`correlations`.
 
@@ -242,7 +249,9 @@ def importance(
         chosen: optuna.importance.BaseImportanceEvaluator = (
             optuna.importance.PedAnovaImportanceEvaluator()
             if evaluator == "ped-anova"
-            else optuna.importance.FanovaImportanceEvaluator(seed=seed)
+            else optuna.importance.FanovaImportanceEvaluator(
+                n_trees=64, max_depth=FANOVA_DEPTH, seed=seed
+            )
         )
         result = optuna.importance.get_param_importances(study, evaluator=chosen)
     return {name: float(value) for name, value in result.items()}

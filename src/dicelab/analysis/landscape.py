@@ -121,8 +121,8 @@ class Landscape1D:
         """The landscape as JSON-ready builtins."""
         return {
             "alphas": list(self.alphas),
-            "losses": list(self.losses),
-            "accuracies": None if self.accuracies is None else list(self.accuracies),
+            "losses": _json_numbers(self.losses),
+            "accuracies": None if self.accuracies is None else _json_numbers(self.accuracies),
             "xlabel": self.xlabel,
             "title": self.title,
         }
@@ -155,10 +155,10 @@ class Landscape2D:
         return {
             "alphas": list(self.alphas),
             "betas": list(self.betas),
-            "losses": [list(row) for row in self.losses],
+            "losses": [_json_numbers(row) for row in self.losses],
             "accuracies": None
             if self.accuracies is None
-            else [list(row) for row in self.accuracies],
+            else [_json_numbers(row) for row in self.accuracies],
             "xlabel": self.xlabel,
             "ylabel": self.ylabel,
             "title": self.title,
@@ -202,11 +202,20 @@ def from_dict(data: Mapping[str, object]) -> Landscape1D | Landscape2D:
         ) from None
 
 
+def _json_numbers(values: Sequence[float]) -> list[float | None]:
+    """Numbers for strict JSON: a NaN or infinite loss (a point where the network blows up,
+    say far outside an interpolation) becomes ``None``."""
+    return [float(v) if math.isfinite(v) else None for v in values]
+
+
 def _floats(value: object) -> list[float]:
     if not isinstance(value, (list, tuple)):
         raise TypeError(f"expected a list of numbers, got {type(value).__name__}")
     out: list[float] = []
     for v in value:
+        if v is None:  # written for a non-finite value by to_dict
+            out.append(math.nan)
+            continue
         if not isinstance(v, (int, float)):
             raise TypeError(f"expected a number, got {type(v).__name__}")
         out.append(float(v))
