@@ -39,6 +39,16 @@ def searched(data_root: Path, out: Path) -> SearchOptions:
     return options
 
 
+def load_best(out: Path) -> dict[str, float]:
+    import optuna
+
+    from dicelab.tune.evaluate import best_trial
+    from dicelab.tune.storage import open_storage
+
+    study = optuna.load_study(study_name="search", storage=open_storage(out / "study.journal"))
+    return dict(best_trial(study).params)
+
+
 def test_categories_follow_the_techniques_and_the_authors_grouping() -> None:
     by_name = {g.name: category_of(g) for g in GENES}
     assert by_name["rotation"] == "data" and by_name["dropout"] == "model"
@@ -63,6 +73,10 @@ def test_variants_reset_each_changed_gene_and_each_category() -> None:
         "without model": ["dropout"],
         "without optimization": ["lr"],
     }
+    # a gene whose best value decodes to the baseline is not ablated
+    quiet = variants(space, best, inactive=["shuffle"])
+    assert ("component", "without shuffle", ["shuffle"]) not in quiet
+    assert all(kind != "category" or "shuffle" not in reset for kind, _, reset in quiet)
 
 
 def test_ablate_retrains_every_variant_and_reports_changes(
@@ -78,6 +92,13 @@ def test_ablate_retrains_every_variant_and_reports_changes(
         assert len(row.test_accuracy) == 2
     saved = json.loads((tmp_path / "ablation.json").read_text())
     assert [r["name"] for r in saved["rows"]] == [r.name for r in rows]
+    # every ablated gene changes the configuration: the shuffle gene of the best trial rounds
+    # to off when below 0.5, and is then listed as inactive instead
+    best_params = load_best(tmp_path)
+    for name in saved["inactive"]:
+        assert f"without {name}" not in [r.name for r in rows]
+    if best_params["shuffle"] < 0.5 and best_params["shuffle"] > 0:
+        assert "shuffle" in saved["inactive"]
     assert (tmp_path / "ablate" / "baseline-seed0" / "result.json").is_file()
     assert "| reference | best |" in (tmp_path / "ablation.md").read_text()
     # the CLI reads the finished runs back

@@ -5,7 +5,8 @@ and retrains with the evaluation protocol (full training set, the final epochs, 
 seeds), as the authors' ablation cells do:
 
 - **by component**: one searched gene at a time, for each gene whose best value differs from
-  its baseline value;
+  its baseline value in effect (a shuffle gene of 0.4 rounds to off: it is listed as
+  inactive, not retrained);
 - **by category**: all the genes of one category at a time. A technique gene belongs to its
   technique's category (``dicelab list techniques``). The optimizer, learning-rate and
   batch-size genes belong to "optimization", as in the authors' grouping.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from typing import Any
 from scipy import stats
 
 from dicelab import _atomic, paper_space
+from dicelab.config import config_hash
 from dicelab.techniques import TECHNIQUES
 from dicelab.tune.evaluate import best_trial, retrain
 from dicelab.tune.objective import SearchSpace, configure, param_name
@@ -59,10 +62,21 @@ class AblationRow:
     p_value: float | None
 
 
-def variants(space: SearchSpace, best: dict[str, float]) -> list[tuple[str, str, list[str]]]:
-    """(kind, name, genes reset) of every ablation of ``best``, references first."""
+def variants(
+    space: SearchSpace, best: dict[str, float], inactive: Collection[str] = ()
+) -> list[tuple[str, str, list[str]]]:
+    """(kind, name, genes reset) of every ablation of ``best``, references first.
+
+    A gene is ablated when its best value differs from its baseline value, unless it is in
+    ``inactive``: genes whose best value decodes to the same configuration as the baseline
+    (a shuffle gene of 0.4 rounds to off), so resetting them would change nothing.
+    """
     baseline = space.baseline_params()
-    changed = [n for n in space.distributions() if not math.isclose(best[n], baseline[n])]
+    changed = [
+        n
+        for n in space.distributions()
+        if not math.isclose(best[n], baseline[n]) and n not in inactive
+    ]
     rows: list[tuple[str, str, list[str]]] = [("reference", "best", [])]
     rows += [("component", f"without {name}", [name]) for name in changed]
     by_category: dict[str, list[str]] = {}
@@ -87,7 +101,14 @@ def ablate(
     space = options.space()
     base = options.base()
     baseline = space.baseline_params()
-    plan = variants(space, best)
+    reference = config_hash(configure(base, space, best))
+    inactive = [
+        name
+        for name in space.distributions()
+        if config_hash(configure(base, space, {**best, name: baseline[name]})) == reference
+        and not math.isclose(best[name], baseline[name])
+    ]
+    plan = variants(space, best, inactive)
     configs = {}
     for _kind, name, reset in plan:
         params = {**best, **{gene: baseline[gene] for gene in reset}}
@@ -95,19 +116,19 @@ def ablate(
     results = retrain(
         configs, Path(options.out) / "ablate", epochs=epochs, repeats=repeats, workers=workers
     )
-    reference = results["best"]
+    best_result = results["best"]
     rows = []
     for kind, name, reset in plan:
         got = results[_folder(name)]
         delta = se = p = None
         if name != "best":
-            delta = got["mean"] - reference["mean"]
-            n_a, n_b = len(got["test_accuracy"]), len(reference["test_accuracy"])
-            se = math.sqrt(got["std"] ** 2 / n_a + reference["std"] ** 2 / n_b)
-            if n_a > 1 and n_b > 1 and (got["std"] > 0 or reference["std"] > 0):
+            delta = got["mean"] - best_result["mean"]
+            n_a, n_b = len(got["test_accuracy"]), len(best_result["test_accuracy"])
+            se = math.sqrt(got["std"] ** 2 / n_a + best_result["std"] ** 2 / n_b)
+            if n_a > 1 and n_b > 1 and (got["std"] > 0 or best_result["std"] > 0):
                 p = float(
                     stats.ttest_ind(
-                        got["test_accuracy"], reference["test_accuracy"], equal_var=False
+                        got["test_accuracy"], best_result["test_accuracy"], equal_var=False
                     ).pvalue
                 )
         rows.append(
@@ -117,14 +138,14 @@ def ablate(
         )
     summary = {
         "study": options.study,
-        "epochs": reference["epochs"],
+        "epochs": best_result["epochs"],
         "repeats": repeats,
+        "inactive": inactive,
         "rows": [asdict(r) for r in rows],
     }
     _atomic.write_json(Path(options.out) / ABLATION, summary)
-    _atomic.write_text(
-        Path(options.out) / ABLATION_MD, markdown(rows, reference["epochs"], repeats)
-    )
+    table = markdown(rows, best_result["epochs"], repeats, inactive)
+    _atomic.write_text(Path(options.out) / ABLATION_MD, table)
     return rows
 
 
@@ -132,7 +153,9 @@ def _folder(name: str) -> str:
     return name.replace(" ", "-")
 
 
-def markdown(rows: list[AblationRow], epochs: int, repeats: int) -> str:
+def markdown(
+    rows: list[AblationRow], epochs: int, repeats: int, inactive: Collection[str] = ()
+) -> str:
     """The ablation as a markdown table."""
     lines = [
         f"Ablations of the best configuration: {epochs} epochs on the full training set, "
@@ -148,6 +171,12 @@ def markdown(rows: list[AblationRow], epochs: int, repeats: int) -> str:
         p = "—" if r.p_value is None else f"{r.p_value:.3g}"
         accuracy = f"{r.mean:.4f} ± {r.std:.4f}"
         lines.append(f"| {r.kind} | {r.name} | {reset or '—'} | {accuracy} | {delta} | {p} |")
+    if inactive:
+        lines += [
+            "",
+            f"Not ablated, because their best value decodes to the baseline (no effect): "
+            f"{', '.join(inactive)}.",
+        ]
     return "\n".join(lines) + "\n"
 
 

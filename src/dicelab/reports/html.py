@@ -209,6 +209,14 @@ def _ablation_section(folder: Path) -> list[str]:
         "the change from the best configuration, p is Welch's t-test.</p>",
         figure_html(fig, "Test accuracy of each ablation"),
         table_html(table),
+        *(
+            [
+                '<p class="note">Not ablated, because their best value decodes to the '
+                f"baseline: {e(', '.join(ablation['inactive']))}.</p>"
+            ]
+            if ablation.get("inactive")
+            else []
+        ),
     ]
 
 
