@@ -30,8 +30,7 @@ from __future__ import annotations
 import math
 import statistics
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -39,6 +38,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from dicelab.analysis._common import Batch, check_int, checked_batches, eval_mode, trainable
 from dicelab.exceptions import ConfigError
 from dicelab.rng import derive_seed
 
@@ -54,7 +54,6 @@ __all__ = [
 ]
 
 #: ``(inputs, targets)``: inputs ``(B, ...)``, targets whatever ``loss_fn`` takes.
-Batch = tuple[torch.Tensor, torch.Tensor]
 #: ``loss_fn(logits, targets) -> scalar`` mean loss of the batch (e.g. ``F.cross_entropy``).
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -70,61 +69,6 @@ _GRID_POINTS = 1001
 _SIGMA_FRACTION = 0.01
 
 
-# --- shared plumbing ------------------------------------------------------------------------
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Run a block with every module in eval mode, then restore each module's own flag."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
-def _trainable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """The named parameters with ``requires_grad``; ConfigError when there are none."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if not named:
-        raise ConfigError(
-            "model", type(model).__name__, "must have parameters with requires_grad=True"
-        )
-    return named
-
-
-def _checked_batches(batches: Iterable[Batch], device: torch.device) -> list[Batch]:
-    """Read ``batches`` once: a non-empty list of ``(inputs, targets)`` on ``device``."""
-    if isinstance(batches, torch.Tensor):
-        raise ConfigError("batches", "a tensor", "must be an iterable of (inputs, targets) pairs")
-    out: list[Batch] = []
-    for i, item in enumerate(batches):
-        pair = tuple(item) if isinstance(item, (tuple, list)) else None
-        if pair is None or len(pair) != 2 or not all(isinstance(t, torch.Tensor) for t in pair):
-            raise ConfigError(
-                f"batches[{i}]",
-                type(item).__name__,
-                "must be an (inputs, targets) pair of tensors",
-                hint="Pass a list of pairs; a single batch is [(inputs, targets)].",
-            )
-        inputs, targets = pair
-        if inputs.dim() == 0 or len(inputs) == 0:
-            raise ConfigError(f"batches[{i}]", tuple(inputs.shape), "must hold >= 1 example")
-        out.append((inputs.to(device), targets.to(device)))
-    if not out:
-        raise ConfigError("batches", "empty", "must hold at least one (inputs, targets) pair")
-    return out
-
-
-def _check_int(field: str, value: int, low: int) -> int:
-    """``value`` if it is an int ``>= low`` (not a bool); else ConfigError."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(field, value, f"must be an integer >= {low}")
-    return value
-
-
 def _generator(seed: int, stream: str, device: torch.device) -> torch.Generator:
     """A fresh generator on ``device`` for the named stream of ``seed``."""
     gen = torch.Generator(device=device)
@@ -135,17 +79,17 @@ def _generator(seed: int, stream: str, device: torch.device) -> torch.Generator:
 class _HessianOperator:
     """``v ↦ H·v`` on flat vectors of the trainable parameters, over fixed batches.
 
-    Use it inside :func:`_eval_mode`. Parameters the loss does not reach, or reaches only
+    Use it inside :func:`eval_mode`. Parameters the loss does not reach, or reaches only
     linearly, get zero rows.
     """
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, batches: Iterable[Batch]) -> None:
         self.model = model
         self.loss_fn = loss_fn
-        self.params = [p for _, p in _trainable(model)]
+        self.params = [p for _, p in trainable(model)]
         first = self.params[0]
         self.device, self.dtype = first.device, first.dtype
-        self.batches = _checked_batches(batches, self.device)
+        self.batches = checked_batches(batches, self.device)
         sizes = [len(x) for x, _ in self.batches]
         self.examples = sum(sizes)
         self.weights = [n / self.examples for n in sizes]
@@ -341,7 +285,7 @@ def hvp(
         >>> [t.shape for t in hvp(model, F.cross_entropy, [(x, y)], v)]
         [torch.Size([2, 3]), torch.Size([2])]
     """
-    params = [p for _, p in _trainable(model)]
+    params = [p for _, p in trainable(model)]
     vs = list(vector)
     shapes = [tuple(p.shape) for p in params]
     if len(vs) != len(params) or any(
@@ -352,7 +296,7 @@ def hvp(
         raise ConfigError(
             "vector", got, f"must be one tensor per trainable parameter, shaped {shapes}"
         )
-    with _eval_mode(model):
+    with eval_mode(model):
         op = _HessianOperator(model, loss_fn, batches)
         vs = [
             v.detach().to(device=p.device, dtype=p.dtype) for v, p in zip(vs, params, strict=True)
@@ -426,13 +370,13 @@ def top_eigenvalues(
         Yao et al., PyHessian: Neural Networks Through the Lens of the Hessian, arXiv
         1912.07145. Golub & Van Loan, Matrix Computations, §10.1 (Lanczos).
     """
-    _check_int("k", k, 1)
-    _check_int("iterations", iterations, 1)
+    check_int("k", k, 1)
+    check_int("iterations", iterations, 1)
     if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
         raise ConfigError("tol", tol, "must be a finite number > 0")
     if method not in EIGEN_METHODS:
         raise ConfigError("method", method, f"must be one of {', '.join(EIGEN_METHODS)}")
-    with _eval_mode(model):
+    with eval_mode(model):
         op = _HessianOperator(model, loss_fn, batches)
         if k > op.dim:
             raise ConfigError("k", k, f"must be at most the {op.dim} trainable parameters")
@@ -575,11 +519,11 @@ def hutchinson_trace(
         Hutchinson, A stochastic estimator of the trace of the influence matrix for Laplacian
         smoothing splines, 1990. Yao et al., PyHessian, arXiv 1912.07145.
     """
-    _check_int("samples", samples, 2)
+    check_int("samples", samples, 2)
     if tol is not None and not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
         raise ConfigError("tol", tol, "must be a finite number > 0, or None")
     values: list[float] = []
-    with _eval_mode(model):
+    with eval_mode(model):
         op = _HessianOperator(model, loss_fn, batches)
         gen = _generator(seed, "hutchinson", op.device)
         for _ in range(samples):
@@ -648,8 +592,8 @@ def spectral_density(
         Eigenvalue Density, arXiv 1901.10159. Lin, Saad & Yang, Approximating spectral
         densities of large matrices, arXiv 1308.5467.
     """
-    _check_int("iterations", iterations, 1)
-    _check_int("runs", runs, 1)
+    check_int("iterations", iterations, 1)
+    check_int("runs", runs, 1)
     if sigma is not None and not (
         isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0
     ):
@@ -661,7 +605,7 @@ def spectral_density(
             raise ConfigError("grid", "given", "must hold at least one finite point")
     nodes: list[torch.Tensor] = []
     weights: list[torch.Tensor] = []
-    with _eval_mode(model):
+    with eval_mode(model):
         op = _HessianOperator(model, loss_fn, batches)
         gen = _generator(seed, "density", op.device)
         for _ in range(runs):
@@ -718,8 +662,8 @@ def exact_hessian(
         >>> exact_hessian(model, F.cross_entropy, [(x, y)]).shape
         torch.Size([8, 8])
     """
-    _check_int("max_params", max_params, 1)
-    named = _trainable(model)
+    check_int("max_params", max_params, 1)
+    named = trainable(model)
     names = [n for n, _ in named]
     params = [p for _, p in named]
     dim = sum(p.numel() for p in params)
@@ -730,7 +674,7 @@ def exact_hessian(
             f"exact_hessian handles at most max_params={max_params}",
             hint="Raise `max_params` (memory grows as P²), or use top_eigenvalues/hvp.",
         )
-    data = _checked_batches(batches, params[0].device)
+    data = checked_batches(batches, params[0].device)
     total = sum(len(x) for x, _ in data)
 
     def loss_of(flat: torch.Tensor) -> torch.Tensor:
@@ -740,7 +684,7 @@ def exact_hessian(
         ]
         return torch.stack(losses).sum()
 
-    with _eval_mode(model), torch.enable_grad():
+    with eval_mode(model), torch.enable_grad():
         flat = _flatten([p.detach() for p in params])
         result = torch.autograd.functional.hessian(loss_of, flat)
     assert isinstance(result, torch.Tensor)
@@ -826,8 +770,8 @@ def hessian_report(
         >>> report.parameters, report.examples, len(json.dumps(report.to_dict())) > 0
         (15, 32, True)
     """
-    params = [p for _, p in _trainable(model)]
-    data = _checked_batches(batches, params[0].device)
+    params = [p for _, p in trainable(model)]
+    data = checked_batches(batches, params[0].device)
     values, _ = top_eigenvalues(
         model, loss_fn, data, top_k, iterations=iterations, tol=tol, seed=seed
     )

@@ -56,14 +56,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from dicelab.analysis.hessian import (
-    Batch,
-    LossFn,
-    _check_int,
-    _checked_batches,
-    _eval_mode,
-    _trainable,
-)
+from dicelab.analysis._common import Batch, check_int, checked_batches, eval_mode, trainable
+from dicelab.analysis.hessian import LossFn
 from dicelab.exceptions import ConfigError
 from dicelab.rng import derive_seed
 
@@ -279,7 +273,7 @@ def random_direction(
         raise ConfigError("norm", norm, f"must be one of {', '.join(NORM_CHOICES)}")
     gen = torch.Generator().manual_seed(derive_seed(int(seed), "landscape", "direction"))
     out: list[torch.Tensor] = []
-    for _, p in _trainable(model):
+    for _, p in trainable(model):
         d = torch.randn(p.shape, generator=gen, dtype=torch.float32)
         w = p.detach().to("cpu", torch.float32)
         if p.dim() <= 1 and ignore == "biasbn":
@@ -408,7 +402,7 @@ def _is_classification(logits: torch.Tensor, targets: torch.Tensor) -> bool:
 
 
 def _linspace(field: str, span: tuple[float, float], steps: int) -> torch.Tensor:
-    _check_int("steps", steps, 2)
+    check_int("steps", steps, 2)
     try:
         low, high = (float(v) for v in span)
     except (TypeError, ValueError):
@@ -455,8 +449,8 @@ def _setup(
     chunk_size: int,
     device: torch.device,
 ) -> _Evaluator:
-    _check_int("chunk_size", chunk_size, 1)
-    data = _checked_batches(batches, device)
+    check_int("chunk_size", chunk_size, 1)
+    data = checked_batches(batches, device)
     return _Evaluator(
         model,
         loss_fn,
@@ -510,11 +504,11 @@ def slice_1d(
         [-1.0, -0.5, 0.0, 0.5, 1.0]
     """
     alphas = _linspace("span", span, steps)
-    params = _trainable(model)
+    params = trainable(model)
     d = _checked_direction("direction", direction, params)
     theta = {n: p.detach() for n, p in params}
     coefs = torch.stack([torch.ones_like(alphas), alphas], dim=1)
-    with _eval_mode(model):
+    with eval_mode(model):
         evaluate = _setup(model, loss_fn, batches, {}, vectorize, chunk_size, params[0][1].device)
         losses, accuracies = evaluate([theta, d], coefs)
     return Landscape1D(alphas.tolist(), losses, accuracies)
@@ -565,7 +559,7 @@ def slice_2d(
         (3, 3)
     """
     axis = _linspace("span", span, steps)
-    params = _trainable(model)
+    params = trainable(model)
     e1 = _checked_direction("d1", d1, params)
     e2 = _checked_direction("d2", d2, params)
     theta = {n: p.detach() for n, p in params}
@@ -573,7 +567,7 @@ def slice_2d(
     coefs = torch.stack(
         [torch.ones(a.numel(), dtype=torch.float64), a.reshape(-1), b.reshape(-1)], 1
     )
-    with _eval_mode(model):
+    with eval_mode(model):
         evaluate = _setup(model, loss_fn, batches, {}, vectorize, chunk_size, params[0][1].device)
         losses, accuracies = evaluate([theta, e1, e2], coefs)
 
@@ -668,7 +662,7 @@ def interpolate(
     if not varying_a:
         raise ConfigError("model", type(model).__name__, "must have floating-point state")
     coefs = torch.stack([1.0 - ts, ts], dim=1)
-    with _eval_mode(model):
+    with eval_mode(model):
         evaluate = _setup(model, loss_fn, batches, fixed, vectorize, chunk_size, device)
         losses, accuracies = evaluate([varying_a, varying_b], coefs)
     return Landscape1D(
@@ -747,7 +741,7 @@ def plot_2d(landscape: Landscape2D, ax: Axes | None = None, *, levels: int = 20)
     """
     import numpy as np
 
-    _check_int("levels", levels, 2)
+    check_int("levels", levels, 2)
     fig, ax = _axes(ax)
     losses = np.ma.masked_invalid(np.asarray(landscape.losses, dtype=float).T)
     filled = ax.contourf(landscape.alphas, landscape.betas, losses, levels=levels)
