@@ -49,6 +49,7 @@ class Paper1:
     repeats: int
     ablate_repeats: int
     screen: int = 0
+    baseline_start: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,9 @@ _MNIST5K_NARROW = (
 _CIFAR10 = ("data.name=cifar10", "data.download=true", "model.name=vgg")
 
 PAPER1_SCALES = {
-    "smoke": Paper1((*_MNIST5K_NARROW, "train.epochs=1"), 6, 3, None, 3, 2, 2),
+    "smoke": Paper1(
+        (*_MNIST5K_NARROW, "train.epochs=2"), 6, 3, None, 3, 2, 2, baseline_start=True
+    ),
     "cpu": Paper1((*_MNIST5K_NARROW, "train.epochs=3"), 22, 10, None, 10, 5, 3),
     "full": Paper1((*_CIFAR10, "train.epochs=20"), 22, 200, 5, 20, 5, 5, screen=100),
 }
@@ -144,6 +147,7 @@ def _paper1(
         generations=scale.generations,
         patience=scale.patience,
         screen=scale.screen,
+        baseline_start=scale.baseline_start,
         workers=workers,
         config=to_dict(load_config(None, list(scale.settings))),
     )

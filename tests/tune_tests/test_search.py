@@ -353,3 +353,18 @@ def test_search_killed_with_sigkill_continues_to_the_uninterrupted_result(
         assert (after.trials[number].params, after.trials[number].value) == (params, value)
     assert _counted(after) == _counted(load(tmp_path / "ref"))
     assert not after.get_trials(states=(TrialState.RUNNING,))
+
+
+def test_baseline_start_puts_the_baseline_in_the_first_generation(
+    data_root: Path, tmp_path: Path
+) -> None:
+    opts = options(
+        data_root, tmp_path, genes=["lr", "dropout"], particles=2, generations=1,
+        baseline_start=True,
+    )  # fmt: skip
+    run_search(opts)
+    study = load(tmp_path)
+    firsts = [t for t in study.trials if t.system_attrs.get("pso:particle") == 0]
+    assert firsts[0].params == {"lr": 3.0, "dropout": 0.0}  # the baseline
+    assert study.user_attrs["dicelab"]["baseline_start"] is True
+    assert options_from_study(str(tmp_path), None, "search").baseline_start

@@ -51,6 +51,11 @@ def add_search(parser: argparse.ArgumentParser) -> None:
         help="multi-fidelity: first screen this many particles for --screen-epochs epochs",
     )
     parser.add_argument("--screen-epochs", type=int, default=1, help="default: 1")
+    parser.add_argument(
+        "--baseline-start",
+        action="store_true",
+        help="PSO: start the first particle at the no-randomness baseline",
+    )
     parser.add_argument("--workers", type=int, default=1, help="local worker processes")
     parser.add_argument(
         "--threads", type=int, help="torch threads per worker (default: cores / workers)"
@@ -107,6 +112,7 @@ def run_search(args: argparse.Namespace) -> int:
         cut_threshold=args.cut_threshold,
         screen=args.screen,
         screen_epochs=args.screen_epochs,
+        baseline_start=args.baseline_start,
         workers=args.workers,
         threads=args.threads,
         config=to_dict(config),

@@ -61,6 +61,7 @@ class SearchOptions:
     cut_threshold: float = 0.12
     screen: int = 0
     screen_epochs: int = 1
+    baseline_start: bool = False  # PSO: the first particle starts at the no-randomness baseline
     workers: int = 1
     threads: int | None = None
     config: dict[str, Any] = field(default_factory=dict)  # the base RunConfig, as data
@@ -68,12 +69,15 @@ class SearchOptions:
     def definition(self) -> dict[str, Any]:
         """What the study's results depend on; two runs on one study must agree on it."""
         keys = ("sampler", "particles", "sparse", "seed", "prune", "cut_threshold")
-        return {
+        definition = {
             **{k: getattr(self, k) for k in keys},
             "screen": [self.screen, self.screen_epochs] if self.screen else None,
             "space": self.space().describe(),
             "config": self.config,
         }
+        if self.baseline_start:  # only when set, so studies made before it still match
+            definition["baseline_start"] = True
+        return definition
 
     def base(self) -> RunConfig:
         return from_dict(self.config)
@@ -245,6 +249,8 @@ def work(options: SearchOptions, worker: int = 0) -> None:
         _optimize(options, screen, screen_sampler, short, space, None)
         initial = screened_starts(options, screen)
     study = open_study(options)
+    if options.baseline_start:
+        initial = [space.baseline_params(), *initial]
     sampler = _sampler(options, space, worker, initial)
     _optimize(options, study, sampler, base, space, options.trials)
 
@@ -334,5 +340,6 @@ def options_from_study(out: str, storage: str | None, study: str) -> SearchOptio
         cut_threshold=stored["cut_threshold"],
         screen=screen[0],
         screen_epochs=screen[1],
+        baseline_start=bool(stored.get("baseline_start", False)),
         config=stored["config"],
     )
