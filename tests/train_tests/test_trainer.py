@@ -583,3 +583,15 @@ def test_recalibrated_statistics_are_exact_training_averages(make_config: MakeCo
         torch.testing.assert_close(layer.running_mean.double(), means, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(layer.running_var.double(), variances, rtol=1e-4, atol=1e-5)
         assert layer.momentum == 0.01  # the preset's momentum is restored afterwards
+
+
+def test_resuming_a_finished_run_reports_it_without_rewriting(
+    make_config: MakeConfig, tmp_path: Path
+) -> None:
+    """`fit(resume=True)` on a completed run returns the saved result and writes no weights."""
+    config = make_config()
+    first = Trainer(config, run_dir=tmp_path).fit()
+    stamps = {name: (tmp_path / name).stat().st_mtime_ns for name in (FINAL_WEIGHTS, RESULT)}
+    again = Trainer(config, run_dir=tmp_path).fit(resume=True)
+    assert again == first
+    assert {name: (tmp_path / name).stat().st_mtime_ns for name in stamps} == stamps

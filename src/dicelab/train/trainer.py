@@ -472,6 +472,9 @@ class Trainer:
                 self._prepare_run_dir(resume)
             else:
                 self._join_run_dir(resume)
+            finished = finished_result(self.run_dir, self.config_hash) if resume else None
+            if finished is not None:  # nothing left to train: report it, rewrite nothing
+                return finished
         global_seed = derive_seed(self.config.seed, "torch_global")
         with isolated_global_rng(global_seed, self.device):
             if self._global_rng is not None:
@@ -568,6 +571,18 @@ class Trainer:
                 _atomic.torch_save(self.run_dir / FINAL_WEIGHTS, self.model.state_dict())
             _atomic.write_json(self.run_dir / RESULT, asdict(result))
         return result
+
+
+def finished_result(run_dir: Path, config_hash: str) -> RunResult | None:
+    """The result of a run folder that completed the configuration with ``config_hash``,
+    read back from its ``result.json``; None when the folder holds no such finished run."""
+    path = run_dir / RESULT
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    if saved.get("status") != "completed" or saved.get("config_hash") != config_hash:
+        return None
+    return RunResult(**saved)
 
 
 def _json_line(row: dict[str, Any]) -> str:

@@ -12,7 +12,6 @@ after a crash or with more repeats.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import statistics
@@ -27,7 +26,7 @@ from dicelab import _atomic
 from dicelab.config import RunConfig, config_hash, from_dict, to_dict
 from dicelab.exceptions import ConfigError, RunError
 from dicelab.train import Trainer
-from dicelab.train.trainer import RESULT
+from dicelab.train.trainer import finished_result
 from dicelab.tune.objective import configure
 from dicelab.tune.search import SearchOptions, open_study
 
@@ -50,12 +49,9 @@ def _run(job: tuple[dict[str, Any], str, int]) -> float:
 
     torch.set_num_threads(threads)
     config = from_dict(data)
-    done = Path(run_dir) / RESULT
-    if done.is_file():  # finished earlier: read back, do not retrain
-        saved = json.loads(done.read_text())
-        if saved.get("config_hash") == config_hash(config) and saved["status"] == "completed":
-            return float(saved["test_acc"])
-    result = Trainer(config, run_dir=run_dir).fit(resume=True)
+    result = finished_result(Path(run_dir), config_hash(config))  # before any data loads
+    if result is None:
+        result = Trainer(config, run_dir=run_dir).fit(resume=True)
     if result.status != "completed" or result.test_acc is None:
         raise RunError(f"{run_dir}: the run {result.status}: {result.message}")
     return result.test_acc
