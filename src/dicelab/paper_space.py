@@ -44,6 +44,17 @@ class Gene:
     decode: Callable[[float], Any]
     rule: str
 
+    @property
+    def param(self) -> str:
+        """Its Optuna parameter name in a search: the name with underscores (``input_noise``)."""
+        return self.name.replace(" ", "_")
+
+    @property
+    def technique(self) -> str | None:
+        """The randomness technique it sets, or None for the optimizer, lr and batch genes."""
+        section, name, *_ = self.target.split(".")
+        return name if section == "techniques" else None
+
 
 def _same(x: float) -> float:
     return float(x)

@@ -149,9 +149,9 @@ def test_optimizer_defaults_to_the_baseline_sgd() -> None:
 
 
 def test_parameter_names_match_the_search_space() -> None:
-    from dicelab.tune.objective import SearchSpace, param_name
+    from dicelab.tune.objective import SearchSpace
 
-    assert set(DISTRIBUTIONS) == {param_name(g) for g in paper_space.GENES}
+    assert set(DISTRIBUTIONS) == {g.param for g in paper_space.GENES}
     assert set(DISTRIBUTIONS) == set(SearchSpace.paper().distributions())
 
 

@@ -18,12 +18,10 @@ t-test p-value. The best configuration and the full baseline are the two referen
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from scipy import stats
 
@@ -31,7 +29,7 @@ from dicelab import _atomic, paper_space
 from dicelab.config import config_hash
 from dicelab.techniques import TECHNIQUES
 from dicelab.tune.evaluate import best_trial, retrain
-from dicelab.tune.objective import SearchSpace, configure, param_name
+from dicelab.tune.objective import SearchSpace, configure
 from dicelab.tune.search import SearchOptions, open_study
 
 ABLATION = "ablation.json"
@@ -41,10 +39,9 @@ ABLATION_MD = "ablation.md"
 def category_of(gene: paper_space.Gene) -> str:
     """The reporting category of a gene: its technique's, or "optimization" for the optimizer,
     learning rate and batch size."""
-    section, *rest = gene.target.split(".")
-    if section == "techniques":
-        return str(TECHNIQUES.get(rest[0]).category.value)
-    return "optimization"
+    if gene.technique is None:
+        return "optimization"
+    return str(TECHNIQUES.get(gene.technique).category.value)
 
 
 @dataclass
@@ -81,8 +78,8 @@ def variants(
     rows += [("component", f"without {name}", [name]) for name in changed]
     by_category: dict[str, list[str]] = {}
     for gene in space.genes:
-        if param_name(gene) in changed:
-            by_category.setdefault(category_of(gene), []).append(param_name(gene))
+        if gene.param in changed:
+            by_category.setdefault(category_of(gene), []).append(gene.param)
     rows += [("category", f"without {cat}", genes) for cat, genes in sorted(by_category.items())]
     rows.append(("reference", "baseline", list(space.distributions())))
     return rows
@@ -178,9 +175,3 @@ def markdown(
             f"{', '.join(inactive)}.",
         ]
     return "\n".join(lines) + "\n"
-
-
-def load(out: str | Path) -> dict[str, Any] | None:
-    """The saved ablation of a search folder, if any."""
-    path = Path(out) / ABLATION
-    return dict(json.loads(path.read_text())) if path.is_file() else None

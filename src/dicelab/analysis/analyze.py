@@ -73,9 +73,3 @@ def analyze(options: SearchOptions, *, importance: bool = True, seed: int = 0) -
         _write(folder, "error_reduction", table)
     _atomic.write_json(folder / SUMMARY, summary)
     return summary
-
-
-def load(out: str | Path) -> dict[str, Any] | None:
-    """The saved analysis of a search folder, if any."""
-    path = Path(out) / ANALYSIS / SUMMARY
-    return dict(json.loads(path.read_text())) if path.is_file() else None

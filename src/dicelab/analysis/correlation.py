@@ -46,15 +46,7 @@ Evaluator = Literal["ped-anova", "fanova"]
 EVALUATORS: tuple[Evaluator, ...] = ("ped-anova", "fanova")
 
 
-def _param(gene: paper_space.Gene) -> str:
-    """The Optuna parameter name of a gene, as :func:`dicelab.tune.objective.param_name`.
-
-    Repeated here so that analysing a study does not import the training stack (torch).
-    """
-    return gene.name.replace(" ", "_")
-
-
-_BY_PARAM: dict[str, int] = {_param(g): i for i, g in enumerate(paper_space.GENES)}
+_BY_PARAM: dict[str, int] = {g.param: i for i, g in enumerate(paper_space.GENES)}
 _OPTIMIZER_INDEX = _BY_PARAM[OPTIMIZER_GENE]
 
 

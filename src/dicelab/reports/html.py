@@ -100,7 +100,7 @@ def _search_sections(folder: Path, study_name: str, storage: str | None) -> list
     """History, correlations and importance of the folder's study (if it has one)."""
     import optuna
 
-    from dicelab.analysis.analyze import load as load_analysis
+    from dicelab.analysis.analyze import ANALYSIS, SUMMARY
     from dicelab.analysis.correlation import CorrelationRow, correlations, importances
     from dicelab.analysis.tables import (
         correlation_table,
@@ -109,10 +109,10 @@ def _search_sections(folder: Path, study_name: str, storage: str | None) -> list
         plot_history,
         plot_importance,
     )
-    from dicelab.tune.search import JOURNAL
+    from dicelab.tune.search import storage_spec
     from dicelab.tune.storage import open_storage
 
-    spec = storage or str(folder / JOURNAL)
+    spec = storage_spec(folder, storage)
     if storage is None and not Path(spec).is_file():
         return []
     study = optuna.load_study(study_name=study_name, storage=open_storage(spec))
@@ -133,7 +133,7 @@ def _search_sections(folder: Path, study_name: str, storage: str | None) -> list
             f"<p>Best trial {best.number}: validation accuracy {best.value:.4f}.</p>"
             + table_html([{"gene": k, "value": v} for k, v in sorted(best.params.items())])
         )
-    saved = load_analysis(folder)
+    saved = _read(folder / ANALYSIS / SUMMARY)
     if saved is not None:
         rows = [CorrelationRow(**r) for r in saved["correlations"]]
         found = saved.get("importance") or {}

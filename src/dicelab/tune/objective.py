@@ -32,14 +32,8 @@ from dicelab.train import Trainer
 from dicelab.tune._pso.sampler import NO_RETRY, SparseInit
 
 
-def param_name(gene: paper_space.Gene) -> str:
-    """The Optuna parameter name of a gene (``"input noise"`` → ``"input_noise"``)."""
-    return gene.name.replace(" ", "_")
-
-
 def _needs_images(gene: paper_space.Gene) -> bool:
-    section, *rest = gene.target.split(".")
-    return section == "techniques" and TECHNIQUES.get(rest[0]).needs_images
+    return gene.technique is not None and TECHNIQUES.get(gene.technique).needs_images
 
 
 @dataclass(frozen=True)
@@ -54,7 +48,7 @@ class SearchSpace:
 
         With ``images=False`` the image augmentations are left out (they need image data).
         """
-        by_name = {param_name(g): g for g in paper_space.GENES}
+        by_name = {g.param: g for g in paper_space.GENES}
         if names is None:
             chosen = list(paper_space.GENES)
         else:
@@ -65,7 +59,7 @@ class SearchSpace:
                     raise UnknownNameError("--genes", raw, by_name, kind="gene")
                 chosen.append(by_name[key])
         if not images:
-            dropped = [param_name(g) for g in chosen if _needs_images(g)]
+            dropped = [g.param for g in chosen if _needs_images(g)]
             if names is not None and dropped:
                 raise ConfigError(
                     "--genes",
@@ -78,20 +72,20 @@ class SearchSpace:
         return cls(tuple(dict.fromkeys(chosen)))
 
     def distributions(self) -> dict[str, FloatDistribution]:
-        return {param_name(g): FloatDistribution(g.low, g.high) for g in self.genes}
+        return {g.param: FloatDistribution(g.low, g.high) for g in self.genes}
 
     def vector(self, params: Mapping[str, float]) -> list[float]:
         """The full 22-gene vector: the baseline with the searched genes set from ``params``."""
-        values = {param_name(g): float(params[param_name(g)]) for g in self.genes}
-        return [values.get(param_name(g), g.baseline) for g in paper_space.GENES]
+        values = {g.param: float(params[g.param]) for g in self.genes}
+        return [values.get(g.param, g.baseline) for g in paper_space.GENES]
 
     def baseline_params(self) -> dict[str, float]:
-        return {param_name(g): float(g.baseline) for g in self.genes}
+        return {g.param: float(g.baseline) for g in self.genes}
 
     def sparse_init(self, k: int = 4) -> SparseInit:
         """The authors' sparse start over the searched optional genes."""
         optional = tuple(
-            param_name(paper_space.GENES[i])
+            paper_space.GENES[i].param
             for i in paper_space.OPTIONAL
             if paper_space.GENES[i] in self.genes
         )
@@ -99,7 +93,7 @@ class SearchSpace:
 
     def describe(self) -> dict[str, list[float]]:
         """Name → bounds, as stored with a study to recognise it later."""
-        return {param_name(g): [float(g.low), float(g.high)] for g in self.genes}
+        return {g.param: [float(g.low), float(g.high)] for g in self.genes}
 
 
 def configure(base: RunConfig, space: SearchSpace, params: Mapping[str, float]) -> RunConfig:

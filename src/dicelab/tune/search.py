@@ -15,6 +15,7 @@ and the best ``particles`` of them become the main swarm's starting positions.
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import os
@@ -84,8 +85,14 @@ class SearchOptions:
 
     def space(self) -> SearchSpace:
         base = self.base()
-        shape = load_data(base.data.name, root=base.data.root, download=False).input_shape
-        return SearchSpace.paper(self.genes, images=len(shape) == 3)
+        return SearchSpace.paper(self.genes, images=_holds_images(base.data.name, base.data.root))
+
+
+@functools.cache
+def _holds_images(name: str, root: str) -> bool:
+    """Whether a dataset's inputs are images. The dataset is read once per process:
+    :meth:`SearchOptions.space` is asked for every study opened and every summary written."""
+    return len(load_data(name, root=root, download=False).input_shape) == 3
 
 
 def validate(options: SearchOptions) -> None:
@@ -115,14 +122,16 @@ def validate(options: SearchOptions) -> None:
         raise ConfigError("--screen", options.screen, "must be >= 0")
 
 
-def storage_spec(options: SearchOptions) -> str:
-    return options.storage or str(Path(options.out) / JOURNAL)
+def storage_spec(out: str | Path, storage: str | None) -> str:
+    """The storage of a search: ``storage`` when given, else the journal file in ``out``."""
+    return storage or str(Path(out) / JOURNAL)
 
 
 def open_study(options: SearchOptions, name: str | None = None) -> optuna.Study:
     """Create the study, or load it after checking it was defined the same way."""
     name = name or options.study
-    storage = open_storage(storage_spec(options))
+    spec = storage_spec(options.out, options.storage)
+    storage = open_storage(spec)
     definition = options.definition()
     study = optuna.create_study(
         storage=storage, study_name=name, direction="maximize", load_if_exists=True
@@ -133,8 +142,8 @@ def open_study(options: SearchOptions, name: str | None = None) -> optuna.Study:
             raise ConfigError(
                 "--study",
                 name,
-                f"exists in {describe_storage(storage_spec(options))} and was not made by "
-                "dicelab search; choose another --study name",
+                f"exists in {describe_storage(spec)} and was not made by dicelab search; "
+                "choose another --study name",
             )
         study.set_user_attr("dicelab", definition)
     elif stored != definition:
@@ -179,10 +188,14 @@ class _Stop:
         self.budget = budget
         self.sampler = sampler
 
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    def reached(self, study: optuna.Study) -> bool:
+        """Whether the trial budget or the swarm's stopping rule is met."""
         if self.budget is not None and len(study.get_trials(states=FINISHED)) >= self.budget:
-            study.stop()
-        if isinstance(self.sampler, PSOSampler) and self.sampler.finished(study):
+            return True
+        return isinstance(self.sampler, PSOSampler) and self.sampler.finished(study)
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if self.reached(study):
             study.stop()
 
 
@@ -213,9 +226,7 @@ def _optimize(
         base, space, prune=options.prune != "none", cut_threshold=options.cut_threshold
     )
     stop = _Stop(budget, sampler)
-    if isinstance(sampler, PSOSampler) and sampler.finished(study):
-        return
-    if budget is not None and len(study.get_trials(states=FINISHED)) >= budget:
+    if stop.reached(study):
         return
     study.optimize(_guarded(objective), callbacks=[stop])
 
@@ -292,7 +303,7 @@ def summarize(options: SearchOptions) -> dict[str, Any]:
     completed = [t for t in trials if t.state == TrialState.COMPLETE]
     summary: dict[str, Any] = {
         "study": options.study,
-        "storage": describe_storage(storage_spec(options)),
+        "storage": describe_storage(storage_spec(options.out, options.storage)),
         "trials": counts,
         "best": None,
     }
@@ -312,7 +323,7 @@ def summarize(options: SearchOptions) -> dict[str, Any]:
 
 def options_from_study(out: str, storage: str | None, study: str) -> SearchOptions:
     """The options of an existing search, read back from its study (for ``evaluate``)."""
-    spec = storage or str(Path(out) / JOURNAL)
+    spec = storage_spec(out, storage)
     if storage is None and not Path(spec).is_file():
         raise ConfigError("--out", out, f"holds no search ({spec} does not exist)")
     handle = open_storage(spec)
