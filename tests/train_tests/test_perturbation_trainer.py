@@ -17,6 +17,7 @@ from dicelab.optim import ARWP, MARWP, MRWP, RWP, SAM
 from dicelab.train import Trainer
 from dicelab.train.trainer import CHECKPOINT, FINAL_WEIGHTS, RESULT
 
+from .conftest import SMALL
 from .test_trainer import (
     MakeConfig,
     _interrupt_after,
@@ -173,15 +174,7 @@ def _torchrun(data_root: Path, out: Path, *settings: str, procs: int = 2):
     return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
 
-PARALLEL = (
-    "data.name=digits",
-    "device=cpu",
-    "model.width=8",
-    "data.train_limit=256",
-    "train.batch_size=32",
-    "train.epochs=2",
-    *TRAINABLE,
-)
+PARALLEL = (*SMALL, *TRAINABLE)  # the sequential runs' settings, as dicelab train sees them
 
 
 @pytest.mark.parametrize("name", ["mrwp", "marwp"])
