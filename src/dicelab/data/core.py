@@ -36,6 +36,10 @@ class Split:
                 f"a split needs one label per example; got x {tuple(self.x.shape)} and "
                 f"y {tuple(self.y.shape)}"
             )
+        # Every loader path (fresh build, cache, custom function) must give the same layout,
+        # or kernels that pick a path by strides (convolutions) give other results.
+        object.__setattr__(self, "x", canonical(self.x))
+        object.__setattr__(self, "y", canonical(self.y))
 
     def __len__(self) -> int:
         return self.y.shape[0]
@@ -104,6 +108,30 @@ class DatasetInfo:
 
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset", "data.name")
+
+
+def canonical_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The strides of a freshly allocated row-major tensor of ``shape``."""
+    strides: list[int] = []
+    step = 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))
+
+
+def canonical(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in the canonical row-major layout: itself if it already has it, else a copy.
+
+    ``Tensor.contiguous()`` is not enough: a tensor with a size-1 dimension counts as
+    contiguous whatever that dimension's stride, and an ``(N, 1, H, W)`` tensor with strides
+    ``(HW, 1, W, 1)`` (what ``numpy_array[:, None]`` gives) is then *also* channels-last, so
+    convolutions take their channels-last path and compute different numbers than on the
+    same values in the usual layout.
+    """
+    if tuple(tensor.stride()) == canonical_strides(tuple(tensor.shape)):
+        return tensor
+    return tensor.clone(memory_format=torch.contiguous_format)
 
 
 def register(info: DatasetInfo) -> DatasetInfo:

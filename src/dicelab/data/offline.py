@@ -105,17 +105,24 @@ def cached_arrays(
             RuntimeWarning,
             stacklevel=2,
         )
-    return arrays
+    # Return what a later load will read back, not the builder's arrays: the same bytes,
+    # dtypes and row-major layout whichever path this run took.
+    return _read_npz(buffer.getvalue())
 
 
 def _read_cache(path: Path, layout: Layout) -> dict[str, np.ndarray] | None:
     """The arrays at ``path`` if it is a readable cache matching ``layout``, else ``None``."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
+        arrays = _read_npz(path.read_bytes())
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):
         return None
     return arrays if _matches(arrays, layout) else None
+
+
+def _read_npz(data: bytes) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` archive held in memory, as C-ordered writable copies."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        return {key: np.ascontiguousarray(archive[key]) for key in archive.files}
 
 
 def _matches(arrays: dict[str, np.ndarray], layout: Layout) -> bool:
