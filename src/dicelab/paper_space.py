@@ -15,7 +15,7 @@ Source: Altarabichi et al. 2024 (arXiv:2404.03992), the authors' notebooks
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,8 +149,25 @@ def decode(vector: Sequence[float]) -> dict[str, Any]:
     """
     if len(vector) != len(GENES):
         raise ValueError(f"a particle has {len(GENES)} genes, got {len(vector)}")
+    return _fragment(zip(GENES, vector, strict=True))
+
+
+def decode_genes(values: Mapping[str, float]) -> dict[str, Any]:
+    """The configuration fragment that sets only the genes in ``values`` (by parameter name,
+    :attr:`Gene.param`); the keys of the other genes are left out.
+
+    Example:
+        >>> decode_genes({"lr": 2.0, "dropout": 0.3})
+        {'optimizer': {'lr': 0.01}, 'techniques': {'dropout': {'p': 0.3}}}
+    """
+    by_param = {g.param: g for g in GENES}
+    return _fragment((by_param[name], x) for name, x in values.items())
+
+
+def _fragment(genes: Iterable[tuple[Gene, float]]) -> dict[str, Any]:
+    """Nested sections holding each gene's decoded value at its target key (clipped first)."""
     fragment: dict[str, Any] = {}
-    for gene, raw in zip(GENES, vector, strict=True):
+    for gene, raw in genes:
         x = min(max(float(raw), gene.low), gene.high)
         node = fragment
         *sections, key = gene.target.split(".")

@@ -165,11 +165,37 @@ def test_configure_lays_the_decoded_genes_over_the_base(data_root: Path) -> None
     config = configure(base, space, {"lr": 2.0, "optimizer": 3.0, "batch": 300.4, "dropout": 0.3})
     assert (config.optimizer.name, config.optimizer.lr) == ("adam", pytest.approx(0.01))
     assert config.train.batch_size == 300 and config.techniques["dropout"]["p"] == 0.3
-    assert config.techniques["weight_init"]["std"] == 0.05  # unsearched genes: the baseline
+    assert "weight_init" not in config.techniques  # unsearched genes: the base's values
     assert config.seed == 5 and config.model.options["width"] == 8
     baseline = configure(base, space, space.baseline_params())
-    assert set(baseline.techniques) == {"weight_init"}
+    assert baseline.techniques == {}
     assert (baseline.optimizer.name, baseline.optimizer.lr) == ("sgd", pytest.approx(1e-3))
+
+
+def test_genes_not_searched_keep_the_base_configuration(data_root: Path) -> None:
+    """`search --set optimizer.lr=0.1 --genes shuffle,dropout` used lr 1e-3 (the paper's
+    baseline gene) in every trial; the base's lr, optimizer, batch size and technique
+    settings must stand when their genes are not searched."""
+    base = load_config(
+        None,
+        [
+            *SMALL,
+            f"data.root={data_root}",
+            "optimizer.lr=0.1",
+            "optimizer.name=momentum",
+            "train.batch_size=64",
+            "techniques.gradient_noise.eta=0.2",
+            "techniques.gradient_noise.gamma=0.9",
+            "techniques.weight_init.std=0.01",
+        ],
+    )
+    space = SearchSpace.paper(["shuffle", "dropout", "gradient_noise"])
+    config = configure(base, space, {"shuffle": 1.0, "dropout": 0.25, "gradient_noise": 0.5})
+    assert (config.optimizer.name, config.optimizer.lr) == ("momentum", 0.1)
+    assert config.train.batch_size == 64
+    assert config.techniques["weight_init"] == {"std": 0.01}
+    assert config.techniques["gradient_noise"] == {"eta": 0.5, "gamma": 0.9}
+    assert config.techniques["dropout"]["p"] == 0.25 and config.techniques["shuffle"]
 
 
 def test_non_image_data_leaves_the_augmentations_out() -> None:

@@ -97,10 +97,15 @@ class SearchSpace:
 
 
 def configure(base: RunConfig, space: SearchSpace, params: Mapping[str, float]) -> RunConfig:
-    """The run configuration of a trial: the base with the decoded genes laid over it."""
+    """The run configuration of a trial: the base with the searched genes, decoded, laid over
+    it. Every key a searched gene does not set keeps the base configuration's value (a base
+    ``optimizer.lr=0.1`` stays 0.1 when ``lr`` is not searched; a technique's other
+    hyperparameters stay as the base sets them)."""
     data = to_dict(base)
-    fragment = paper_space.decode(space.vector(params))
-    data["techniques"] = {**data["techniques"], **fragment.pop("techniques")}
+    fragment = paper_space.decode_genes({g.param: params[g.param] for g in space.genes})
+    techniques = data["techniques"]
+    for name, values in fragment.pop("techniques", {}).items():
+        techniques[name] = {**techniques.get(name, {}), **values}
     for section, values in fragment.items():
         data[section] = {**data[section], **values}
     return from_dict(data)
