@@ -91,8 +91,15 @@ def test_report_has_every_section_and_escapes_user_text(tmp_path: Path) -> None:
     assert len(images) == 5
 
 
-def test_an_empty_folder_gives_a_report_that_says_so(tmp_path: Path) -> None:
-    assert "holds no results yet" in build_report(tmp_path).read_text()
+def test_an_empty_folder_is_refused_and_no_empty_report_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dicelab.cli import main
+
+    assert main(["report", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds no results to report" in err
+    assert not (tmp_path / "report.html").exists()
 
 
 def _chromium() -> str | None:

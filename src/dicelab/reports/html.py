@@ -27,6 +27,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from dicelab import _atomic
+from dicelab.exceptions import ConfigError
 from dicelab.version import __version__
 
 REPORT = "report.html"
@@ -310,7 +311,12 @@ def build_report(
         *_hessian_section(folder),
     ]
     if not sections:
-        sections = ['<p class="note">This folder holds no results yet.</p>']
+        raise ConfigError(
+            "--out",
+            str(folder),
+            "holds no results to report (no search, evaluation, ablation, comparison, "
+            "landscape or Hessian results); run dicelab search or dicelab reproduce first",
+        )
     heading = title or f"dicelab report: {folder.name}"
     page = (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
