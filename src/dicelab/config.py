@@ -11,8 +11,10 @@ configuration, every default filled in, is what a run folder records (:func:`to_
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import json
+import math
 import re
 import types
 from collections.abc import Callable, Mapping
@@ -239,25 +241,106 @@ def load_config(
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """The mapping stored in a YAML file; malformed files raise :class:`ConfigError`."""
+    """The mapping stored in a YAML file; a file that cannot be read, is not UTF-8 text, is
+    not valid YAML or holds more than plain data raises :class:`ConfigError`."""
     if not path.is_file():
         raise ConfigError("--config", str(path), "no such file")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except OSError as err:
+        raise ConfigError("--config", str(path), f"cannot be read ({err})") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            "--config",
+            str(path),
+            f"must be UTF-8 text; byte 0x{err.object[err.start]:02x} at offset {err.start} is not",
+        ) from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError("--config", str(path), f"is not valid YAML ({err})") from None
+    except RecursionError:
+        raise ConfigError(
+            "--config", str(path), "is nested too deeply to be a configuration"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError("--config", str(path), "must hold a mapping of sections at top level")
-    return data
+    return plain_data(data, "", f" (in {path})")
+
+
+#: Most values (mappings, lists and scalars, counted as written out) plain data may hold: YAML
+#: aliases can make a tiny file stand for an exponentially large value.
+MAX_PLAIN_NODES = 100_000
+
+_PLAIN = "must be plain data: a number, a string, true/false, null, a list or a mapping"
+
+
+def plain_data(value: Any, path: str, where: str = "") -> Any:
+    """``value`` checked to be plain data (what JSON holds) and deep-copied as such.
+
+    YAML can say more than a configuration means: dates and timestamps, sets, binary data,
+    and aliases that make a value contain itself or expand enormously. Each raises
+    :class:`ConfigError` naming the dotted key ``path`` (``where`` adds, say, the file).
+    """
+    budget = [MAX_PLAIN_NODES]
+
+    def check(node: Any, key: str, parents: tuple[int, ...]) -> None:
+        field = key or "config"
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise ConfigError(
+                field,
+                "...",
+                f"makes the configuration too large (over {MAX_PLAIN_NODES} "
+                f"values once YAML aliases are expanded){where}",
+            )
+        if isinstance(node, (str, bool, int, float)) or node is None:
+            return
+        if isinstance(node, (dict, list, tuple)):
+            if id(node) in parents:
+                raise ConfigError(
+                    field,
+                    "<a value containing itself>",
+                    f"{_PLAIN}; a YAML alias (*name) here refers to a value that contains "
+                    f"it{where}",
+                )
+            inside = (*parents, id(node))
+            if isinstance(node, dict):
+                for name, child in node.items():
+                    if not (isinstance(name, (str, bool, int, float)) or name is None):
+                        raise ConfigError(field, name, f"{_PLAIN} (this key is not){where}")
+                    check(child, f"{key}.{name}" if key else str(name), inside)
+            else:
+                for child in node:
+                    check(child, key, inside)
+            return
+        kind = _KINDS.get(type(node), type(node).__name__)
+        quote = " (quote it to keep it as text)" if isinstance(node, datetime.date) else ""
+        raise ConfigError(field, node, f"{_PLAIN}; YAML read {kind} here{quote}{where}")
+
+    try:
+        check(value, path, ())
+    except RecursionError:
+        raise ConfigError(path or "config", "...", f"is nested too deeply{where}") from None
+    return json.loads(json.dumps(value))
+
+
+_KINDS = {
+    datetime.date: "a date",
+    datetime.datetime: "a timestamp",
+    set: "a set",
+    frozenset: "a set",
+    bytes: "binary data",
+}
 
 
 def apply_overrides(
     data: Mapping[str, Any], overrides: list[str] | tuple[str, ...]
 ) -> dict[str, Any]:
     """Apply ``dotted.key=value`` strings to nested data (values parsed as YAML scalars)."""
-    result = json.loads(json.dumps(data))  # deep copy of plain data
+    result = plain_data(dict(data), "")  # a deep copy of plain data
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()
@@ -265,8 +348,9 @@ def apply_overrides(
             raise ConfigError("--set", item, "expected key=value, e.g. optimizer.lr=0.01")
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError):
             value = raw
+        value = plain_data(value, key, f" (in --set {key}=...)")
         node = result
         parts = key.split(".")
         for depth, part in enumerate(parts[:-1]):
@@ -298,8 +382,10 @@ def _build(cls: type, data: Any, path: str) -> Any:
         sub = f"{path}.{name}" if path else name
         if name not in data:
             continue
-        value = coerce(hints[name], data[name], sub)
         check = fld.metadata.get("check")
+        # Every numeric check refuses NaN, so probing with it yields the rule in words.
+        rule = (check(math.nan) or "") if check is not None and _is_float(hints[name]) else ""
+        value = coerce(hints[name], data[name], sub, rule)
         if check is not None and value is not None:
             problem = check(value)
             if problem:
@@ -308,9 +394,14 @@ def _build(cls: type, data: Any, path: str) -> Any:
     return cls(**values)
 
 
-def coerce(tp: Any, value: Any, path: str) -> Any:
+def coerce(tp: Any, value: Any, path: str, rule: str = "") -> Any:
     """Check ``value`` against the annotation ``tp`` and convert where it is lossless; a
-    mismatch raises :class:`ConfigError` naming ``path``."""
+    mismatch raises :class:`ConfigError` naming ``path``.
+
+    A ``float`` must be finite (NaN and infinities are refused: NaN slips through every range
+    comparison). ``rule`` is the field's range in words ("must be > 0"), added to that
+    message so it says everything that is allowed.
+    """
     origin = get_origin(tp)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value, path)
@@ -319,7 +410,7 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
         if value is None and type(None) in options:
             return None
         (inner,) = [o for o in options if o is not type(None)]
-        return coerce(inner, value, path)
+        return coerce(inner, value, path, rule)
     if origin is Literal:
         choices = [str(c) for c in get_args(tp)]
         if value not in get_args(tp):
@@ -338,19 +429,52 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
             return value
         raise ConfigError(path, value, "must be an integer")
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(path, value, "must be a number")
+        number = _as_float(value)
+        if number is None:
+            raise ConfigError(path, value, "must be a number")
+        # NaN compares false with every bound, so range checks alone would let it through.
+        if not math.isfinite(number):
+            raise ConfigError(path, value, finite_rule(rule))
+        return number
     if tp is str:
         if isinstance(value, str) and value:
             return value
         raise ConfigError(path, value, "must be a non-empty string")
     raise TypeError(f"unsupported annotation {tp!r} at {path}")  # a bug in this module
+
+
+def finite_rule(rule: str = "") -> str:
+    """What a float field allows, in words: finite, and ``rule`` (its range) if any."""
+    if not rule:
+        return "must be a finite number"
+    return f"must be a finite number, and {rule.removeprefix('must ')}"
+
+
+def _is_float(tp: Any) -> bool:
+    """Whether the annotation ``tp`` is ``float`` or an optional ``float``."""
+    return tp is float or float in get_args(tp)
+
+
+def _as_float(value: Any) -> float | None:
+    """``value`` as a float (an int, a float or a numeric string), else ``None``.
+
+    An integer too large for a float becomes ``inf`` (and is then refused as non-finite).
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf
+    if isinstance(value, float):
+        return value
+    if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

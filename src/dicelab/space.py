@@ -8,9 +8,13 @@ source for validation (``valid``), for the search space (``search``, ``log``, ``
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from dicelab.config import finite_rule
 
 
 @dataclass(frozen=True)
@@ -41,9 +45,19 @@ class HParam:
                 return None
             return "allowed: " + ", ".join(str(c) for c in self.choices)
         low, high = self.valid or (None, None)
+        if _non_finite(value):  # NaN passes every comparison below
+            return finite_rule(self.rule())
         if (low is not None and value < low) or (high is not None and value > high):
-            return f"must lie in [{_fmt(low, '-inf')}, {_fmt(high, 'inf')}]"
+            return self.rule()
         return None
+
+    def rule(self) -> str:
+        """The valid interval in words ("must lie in [0, 1]"); empty for categorical or
+        unbounded fields."""
+        low, high = self.valid or (None, None)
+        if self.choices is not None or (low is None and high is None):
+            return ""
+        return f"must lie in [{_fmt(low, '-inf')}, {_fmt(high, 'inf')}]"
 
     def describe(self) -> str:
         """The range in words, for listings: search range if tuned, else the valid one."""
@@ -53,6 +67,13 @@ class HParam:
             scale = " (log)" if self.log else ""
             return f"[{_fmt(self.search[0])}, {_fmt(self.search[1])}]{scale}"
         return f"fixed {self.default}"
+
+
+def _non_finite(value: Any) -> bool:
+    """True for a NaN or infinite real number (a ``float`` or a NumPy floating scalar)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    return not math.isfinite(value)
 
 
 def _fmt(value: float | None, missing: str = "") -> str:

@@ -63,7 +63,7 @@ def test_builder_arguments_are_not_options(key: str) -> None:
 
 @pytest.mark.parametrize("value", ["3", True, 2.0, None])
 def test_wrong_option_type(value: object) -> None:
-    with pytest.raises(ConfigError, match="expected an integer") as info:
+    with pytest.raises(ConfigError, match="must be an integer") as info:
         build_model("vgg", input_shape=DIGITS, num_classes=10, options={"blocks": value})
     assert info.value.field == "model.blocks"
     assert not isinstance(info.value, UnknownNameError)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Collection, Mapping
 
 from torch import nn
 
+from dicelab.config import coerce
 from dicelab.exceptions import ConfigError, UnknownNameError
 from dicelab.models.base import BATCHNORM_PRESETS, MODELS, ModelInfo
 
@@ -206,25 +207,13 @@ def _is_int(value: object) -> bool:
 def _check_type(field: str, value: object, hint: object) -> object:
     """``value`` if it fits the annotation ``hint`` (converted where lossless), else raise.
 
-    Checked annotations: ``bool``, ``int``, ``float``, ``str``, ``tuple[int, ...]`` and
-    ``list[int]``; values for any other annotation pass unchecked.
+    ``bool``, ``int``, ``float`` (finite) and ``str`` are checked by the configuration's own
+    :func:`~dicelab.config.coerce`, so a model option obeys the same rules and messages as
+    every other field; ``tuple[int, ...]`` and ``list[int]`` are checked here. Values for any
+    other annotation pass unchecked.
     """
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(field, value, "expected true or false")
-        return value
-    if hint is int:
-        if not _is_int(value):
-            raise ConfigError(field, value, "expected an integer")
-        return value
-    if hint is float:
-        if not (_is_int(value) or isinstance(value, float)):
-            raise ConfigError(field, value, "expected a number")
-        return float(typing.cast(float, value))
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(field, value, "expected a string")
-        return value
+    if hint in (bool, int, float, str):
+        return coerce(hint, value, field)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if (origin is tuple and args == (int, ...)) or (origin is list and args == (int,)):
         if not isinstance(value, (list, tuple)) or not all(_is_int(v) for v in value):

@@ -191,7 +191,7 @@ def _check_type(technique: str, field: str, spec: HParam, value: Any) -> Any:
     """``value`` converted to the type of the default where lossless, else ConfigError."""
     if spec.choices is not None or not isinstance(spec.default, (bool, int, float)):
         return value
-    return coerce(type(spec.default), value, f"techniques.{technique}.{field}")
+    return coerce(type(spec.default), value, f"techniques.{technique}.{field}", spec.rule())
 
 
 def create_technique(name: str, params: Mapping[str, Any] | Any | None = None) -> BaseTechnique:
