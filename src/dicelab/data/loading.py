@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from dicelab.data.core import DATASETS, DataBundle, DatasetInfo, Split, tail_start
 from dicelab.data.custom import load_custom
-from dicelab.exceptions import ConfigError
+from dicelab.exceptions import ConfigError, DataError
 
 SPLITS = ("search", "final")
 
@@ -39,7 +41,8 @@ def load_data(
 
     Raises:
         ConfigError: an option is out of range; ``UnknownNameError`` for an unknown name.
-        DataError: the dataset's files are missing, corrupted or cannot be downloaded.
+        DataError: the dataset's files are missing, corrupted or cannot be downloaded, or a
+            split's inputs hold NaN or infinite values.
     """
     _check_options(name, split, val_fraction, train_limit)
     if ":" in name:
@@ -59,6 +62,9 @@ def load_data(
         train, val = _rows(train, 0, cut), _rows(train, cut, len(train))
     if train_limit is not None:
         train = _rows(train, 0, train_limit)
+    for part, rows in (("train", train), ("validation", val), ("test", raw.test)):
+        if rows is not None:
+            _check_finite(name, part, rows)
     return DataBundle(
         name=name,
         train=train,
@@ -89,6 +95,20 @@ def _check_options(name: str, split: str, val_fraction: float, train_limit: int 
         isinstance(train_limit, bool) or not isinstance(train_limit, int) or train_limit < 1
     ):
         raise ConfigError("data.train_limit", train_limit, "expected an integer >= 1 or null")
+
+
+def _check_finite(name: str, part: str, split: Split) -> None:
+    """Refuse NaN or infinite inputs, which would otherwise pass for a diverged run (training)
+    or a completed one with a meaningless score (test). ``uint8`` images are always finite."""
+    x = split.x
+    if not x.is_floating_point() or bool(torch.isfinite(x).all()):
+        return
+    bad = int(x.numel() - torch.isfinite(x).sum())
+    raise DataError(
+        f"{name}: the {part} split has {bad} non-finite input value{'s' if bad != 1 else ''} "
+        f"(NaN or infinity as float32) among {x.numel()}; inputs must be finite numbers. Clean "
+        "or drop those examples."
+    )
 
 
 def _rows(split: Split, start: int, stop: int) -> Split:
