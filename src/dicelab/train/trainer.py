@@ -11,24 +11,29 @@ technique (if on) draws the order. The techniques run through the same public
 
 A run folder holds ``config.yaml`` (the resolved configuration), ``metrics.jsonl`` (one line per
 epoch), ``checkpoint.pt`` (written atomically after every epoch), ``model.pt`` (final weights)
-and ``result.json``. ``fit(resume=True)`` continues from the checkpoint and reaches the same
-final weights as an uninterrupted run, bit for bit on CPU, because every random stream's state
-is checkpointed with the weights.
+and ``result.json``; a run claims its folder for as long as it runs
+(:mod:`dicelab.train.rundir`), so two processes never write one folder. ``fit(resume=True)``
+continues from the checkpoint and reaches the same final weights as an uninterrupted run, bit
+for bit on CPU, because every random stream's state is checkpointed with the weights.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import platform
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -46,6 +51,7 @@ from dicelab.optim import PerturbedOptimizer, build_optimizer
 from dicelab.optim.distributed import broadcast_buffers, init_process_group, world_from_env
 from dicelab.rng import derive_seed, isolated_global_rng
 from dicelab.techniques import Injector
+from dicelab.train.rundir import RunDirClaim, claim_run_dir, reporting_os_errors
 
 CHECKPOINT = "checkpoint.pt"
 RESULT = "result.json"
@@ -77,6 +83,30 @@ class RunResult:
     torch_version: str
     device: str
     message: str = ""
+    # Inputs besides the configuration and seed that change the numbers (see environment()).
+    torch_threads: int | None = None
+    python_version: str | None = None
+    numpy_version: str | None = None
+    torch_cuda: str | None = None
+    torch_blas: str | None = None
+    cpu_capability: str | None = None
+
+
+def environment() -> dict[str, Any]:
+    """What, besides the configuration and seed, changes a run's numbers on this machine:
+    torch's intra-op thread count (how reductions are split), and the versions and builds
+    of the numeric stack (kernels, BLAS, the SIMD level torch dispatches to)."""
+    config = torch.__config__.show()
+    blas = re.search(r"BLAS_INFO=([^,\s]+)", config)
+    capability = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "python_version": platform.python_version(),
+        "numpy_version": np.__version__,
+        "torch_cuda": torch.version.cuda,
+        "torch_blas": blas.group(1) if blas else None,
+        "cpu_capability": capability() if capability is not None else None,
+    }
 
 
 def resolve_device(name: str) -> torch.device:
@@ -190,6 +220,7 @@ class Trainer:
         self.elapsed = 0.0
         self._global_rng: torch.Tensor | None = None
         self._global_rng_cuda: torch.Tensor | None = None
+        self._claim: RunDirClaim | None = None  # the run folder's, while fit runs
 
     def _batches_per_epoch(self) -> list[int]:
         """Mini-batches this process trains on in each epoch (the batch-size schedule may
@@ -395,7 +426,13 @@ class Trainer:
             )
 
     def _prepare_run_dir(self, resume: bool) -> None:
+        """Claim the run folder (held until :meth:`fit` returns), then, under the claim,
+        check what it holds, load a checkpoint to resume and write the configuration."""
         assert self.run_dir is not None
+        self._claim = claim_run_dir(self.run_dir)
+        stale = _atomic.remove_stale_temps(self.run_dir)
+        if stale:
+            self.log(f"removed {len(stale)} temporary file(s) left by killed writers")
         checkpoint = self.run_dir / CHECKPOINT
         saved_config = self.run_dir / CONFIG
         if resume and saved_config.is_file():
@@ -405,11 +442,7 @@ class Trainer:
                 saved_hash = None
             self._require_same_config(saved_hash, str(saved_config))
         if resume and checkpoint.is_file():
-            try:
-                state = torch.load(checkpoint, map_location=self.device, weights_only=True)
-            except Exception as err:  # a checkpoint we cannot read is a user-facing problem
-                raise RunError(f"cannot read {checkpoint}: {err}") from None
-            self.load_state_dict(state)
+            self.load_state_dict(load_checkpoint(checkpoint, self.device))
             self.log(f"resuming {self.run_dir} after epoch {self.epoch}")
         elif not resume and any(
             (self.run_dir / name).exists() for name in (CHECKPOINT, RESULT, METRICS)
@@ -418,8 +451,8 @@ class Trainer:
                 f"{self.run_dir} already holds a run; pass --resume to continue it, or choose "
                 "another folder with --out"
             )
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        _atomic.write_text(self.run_dir / CONFIG, to_yaml(self.config))
+        with reporting_os_errors(self.run_dir / CONFIG):
+            _atomic.write_text(self.run_dir / CONFIG, to_yaml(self.config))
         self._write_metrics()
 
     @property
@@ -442,16 +475,14 @@ class Trainer:
             raise RunError(verdict[0] if self.rank == 0 else f"rank 0: {verdict[0]}")
         assert self.run_dir is not None
         if self.rank != 0 and resume and (self.run_dir / CHECKPOINT).is_file():
-            state = torch.load(
-                self.run_dir / CHECKPOINT, map_location=self.device, weights_only=True
-            )
-            self.load_state_dict(state)
+            self.load_state_dict(load_checkpoint(self.run_dir / CHECKPOINT, self.device))
 
     def _write_metrics(self) -> None:
         if self._writes:
             assert self.run_dir is not None
             lines = "".join(_json_line(row) for row in self.history)
-            _atomic.write_text(self.run_dir / METRICS, lines)
+            with reporting_os_errors(self.run_dir / METRICS):
+                _atomic.write_text(self.run_dir / METRICS, lines)
 
     # -- the run --------------------------------------------------------------------------
 
@@ -467,21 +498,26 @@ class Trainer:
         (a non-empty string) stops the run there with status ``"stopped"`` and that message
         (a search's pruning or divergence guard, say).
         """
-        if self.run_dir is not None:
-            if self.world_size == 1:
-                self._prepare_run_dir(resume)
-            else:
-                self._join_run_dir(resume)
-            finished = finished_result(self.run_dir, self.config_hash) if resume else None
-            if finished is not None:  # nothing left to train: report it, rewrite nothing
-                return finished
-        global_seed = derive_seed(self.config.seed, "torch_global")
-        with isolated_global_rng(global_seed, self.device):
-            if self._global_rng is not None:
-                torch.set_rng_state(self._global_rng)
-            if self._global_rng_cuda is not None:
-                torch.cuda.set_rng_state(self._global_rng_cuda, self.device)
-            return self._fit(on_epoch)
+        try:
+            if self.run_dir is not None:
+                if self.world_size == 1:
+                    self._prepare_run_dir(resume)
+                else:
+                    self._join_run_dir(resume)
+                finished = finished_result(self.run_dir, self.config_hash) if resume else None
+                if finished is not None:  # nothing left to train: report it, rewrite nothing
+                    return finished
+            global_seed = derive_seed(self.config.seed, "torch_global")
+            with isolated_global_rng(global_seed, self.device):
+                if self._global_rng is not None:
+                    torch.set_rng_state(self._global_rng)
+                if self._global_rng_cuda is not None:
+                    torch.cuda.set_rng_state(self._global_rng_cuda, self.device)
+                return self._fit(on_epoch)
+        finally:
+            if self._claim is not None:
+                self._claim.release()
+                self._claim = None
 
     def _fit(self, on_epoch: Callable[[dict[str, Any]], str | None] | None) -> RunResult:
         cfg = self.config.train
@@ -528,7 +564,8 @@ class Trainer:
                 self.history.append(row)
                 if self._writes:
                     assert self.run_dir is not None
-                    _atomic.torch_save(self.run_dir / CHECKPOINT, self.state_dict())
+                    with reporting_os_errors(self.run_dir / CHECKPOINT):
+                        _atomic.torch_save(self.run_dir / CHECKPOINT, self.state_dict())
                     self._write_metrics()
                 bar.set_postfix(_postfix(row))
                 say(_epoch_line(row, cfg.epochs))
@@ -564,12 +601,15 @@ class Trainer:
             torch_version=torch.__version__,
             device=str(self.device),
             message=message,
+            **environment(),
         )
         if self._writes:
             assert self.run_dir is not None
             if status == "completed":
-                _atomic.torch_save(self.run_dir / FINAL_WEIGHTS, self.model.state_dict())
-            _atomic.write_json(self.run_dir / RESULT, asdict(result))
+                with reporting_os_errors(self.run_dir / FINAL_WEIGHTS):
+                    _atomic.torch_save(self.run_dir / FINAL_WEIGHTS, self.model.state_dict())
+            with reporting_os_errors(self.run_dir / RESULT):
+                _atomic.write_json(self.run_dir / RESULT, asdict(result))
         return result
 
 
@@ -579,10 +619,53 @@ def finished_result(run_dir: Path, config_hash: str) -> RunResult | None:
     path = run_dir / RESULT
     if not path.is_file():
         return None
-    saved = json.loads(path.read_text())
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise RunError(
+            f"cannot read {path}: {getattr(err, 'strerror', None) or err}; remove it and "
+            "continue with --resume to write it again from the checkpoint"
+        ) from None
+    if not isinstance(saved, dict):
+        saved = {}
     if saved.get("status") != "completed" or saved.get("config_hash") != config_hash:
         return None
-    return RunResult(**saved)
+    known = {f.name for f in fields(RunResult)}  # a result.json of another version
+    return RunResult(**{key: value for key, value in saved.items() if key in known})
+
+
+def load_checkpoint(path: Path, device: torch.device | str) -> Any:
+    """A file written with ``torch.save`` by dicelab (a checkpoint or final weights), read
+    safely (``weights_only``); a truncated or damaged file is one RunError saying so."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except OSError as err:
+        if err.errno not in (None, errno.EINVAL):  # the file cannot be opened or read
+            raise RunError(f"cannot read {path}: {err.strerror or err}") from None
+        detail = "its archive cannot be read"  # torch's "[Errno 22] Invalid argument"
+    except EOFError:
+        detail = "it ends before its first record"
+    except Exception as err:  # torch reports other damage in its own words
+        detail = str(err).split(". ")[0].strip() or type(err).__name__
+    if path.name == CHECKPOINT:
+        what = (
+            "remove it and continue with --resume to train the run again from the start "
+            "(its metrics.jsonl keeps the epochs done), or restore it from a copy"
+        )
+    else:
+        what = (
+            f"remove it and {RESULT}, then `dicelab train -c {path.parent / CONFIG} --out "
+            f"{path.parent} --resume` writes it again from the checkpoint"
+        )
+    raise RunError(f"{path} is truncated or damaged ({detail}, {_size(path)}); {what}") from None
+
+
+def _size(path: Path) -> str:
+    """A file's size in words, for messages about damaged files."""
+    try:
+        return f"{path.stat().st_size} bytes"
+    except OSError:
+        return "size unknown"
 
 
 def _json_line(row: dict[str, Any]) -> str:
