@@ -1,6 +1,7 @@
 """The ``dicelab`` command line.
 
-Exit codes: 0 success, 1 a run that failed (diverged), 2 a usage, configuration or data error.
+Exit codes: 0 success, 1 a run that failed (diverged), 2 a usage, configuration, data or file
+(I/O) error.
 A user mistake prints one message naming the field, the value and what is allowed, never a
 traceback. Commands are listed in ``_COMMANDS``; each adds its arguments to a sub-parser and
 returns an exit status.
@@ -36,9 +37,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_train(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument(
-        "--out", type=Path, help="run folder (default: runs/<data>-<model>-s<seed>-<hash>)"
-    )
+    parser.add_argument("--out", help="run folder (default: runs/<data>-<model>-s<seed>-<hash>)")
     parser.add_argument(
         "--resume", action="store_true", help="continue the run folder's last checkpoint"
     )
@@ -60,7 +59,7 @@ def _run_train(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise ConfigError("--threads", args.threads, "must be >= 1")
         torch.set_num_threads(args.threads)
-    run_dir = args.out or Path("runs") / _default_run_name(
+    run_dir = folder_argument("--out", args.out) or Path("runs") / _default_run_name(
         config.data.name, config.model.name, config.seed, config_hash(config)
     )
     # Under torchrun (parallel m-RWP) every rank trains; rank 0 alone reports and writes.
@@ -85,6 +84,21 @@ def _run_train(args: argparse.Namespace) -> int:
     parts.append(f"{result.epochs_completed} epochs in {result.wall_time_s:.1f} s")
     print(f"{', '.join(parts)}; results in {run_dir}")
     return 0
+
+
+def folder_argument(flag: str, value: str | None) -> Path | None:
+    """A folder given on the command line, or None when the flag was not given.
+
+    An empty value is refused: ``Path("")`` is the current directory, so ``--out ""`` (an
+    unset shell variable, say) would write into wherever the command runs.
+    """
+    if value is None:
+        return None
+    if not value.strip():
+        raise ConfigError(
+            flag, value, "must name a folder", hint=f"Use {flag} . for the current folder."
+        )
+    return Path(value)
 
 
 def _default_run_name(data: str, model: str, seed: int, digest: str) -> str:
@@ -211,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     except DicelabError as err:
         print(f"dicelab {args.command}: error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:  # last resort: a file problem no command reported itself
+        where = err.filename if err.filename is not None else "a file"
+        print(f"dicelab {args.command}: error: {where}: {err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         again = " and --resume" if args.command == "train" else ""
         print(f"interrupted; continue with the same command{again}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from dicelab.exceptions import ConfigError
@@ -22,8 +23,10 @@ def add_reproduce(parser: argparse.ArgumentParser) -> None:
 def run_reproduce(args: argparse.Namespace) -> int:
     import optuna
 
+    from dicelab.cli import folder_argument
     from dicelab.reproduce import reproduce
 
+    folder_argument("--out", args.out)  # refuses an empty --out
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     path = reproduce(
         args.paper, args.scale, out=args.out, workers=args.workers, storage=args.storage
@@ -34,7 +37,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", type=Path, help="a finished run folder (config.yaml, model.pt)")
-    parser.add_argument("--out", type=Path, help="results folder (default: the run folder)")
+    parser.add_argument("--out", help="results folder (default: the run folder)")
     parser.add_argument("--name", help="file name of the result (default: the run's name)")
     parser.add_argument(
         "--examples", type=int, default=1000, help="training examples used (default: 1000)"
@@ -43,10 +46,36 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _destination(args: argparse.Namespace, kind: str) -> Path:
+    """Where a landscape or Hessian result goes: ``OUT/KIND/NAME.json``."""
+    from dicelab.cli import folder_argument
+
     if args.examples < 1:
         raise ConfigError("--examples", args.examples, "must be >= 1")
-    folder = (args.out or args.run) / kind
-    return folder / f"{args.name or args.run.resolve().name}.json"
+    folder = (folder_argument("--out", args.out) or args.run) / kind
+    return (
+        folder
+        / f"{plain_name(args.name) if args.name is not None else args.run.resolve().name}.json"
+    )
+
+
+def plain_name(name: str) -> str:
+    """``name`` if it is a plain file name: no folder part, so a result cannot be written
+    outside its results folder (``--name ../../x``)."""
+    if (
+        not name.strip()
+        or name in (".", "..")
+        or "/" in name
+        or (os.sep != "/" and os.sep in name)
+        or (os.altsep is not None and os.altsep in name)
+        or "\0" in name
+    ):
+        raise ConfigError(
+            "--name",
+            name,
+            "must be a plain file name, without folders",
+            hint="Use --out to choose the folder.",
+        )
+    return name
 
 
 def add_hessian(parser: argparse.ArgumentParser) -> None:
@@ -91,13 +120,12 @@ def add_landscape(parser: argparse.ArgumentParser) -> None:
 
 
 def run_landscape(args: argparse.Namespace) -> int:
-    import torch
     import torch.nn.functional as F
 
     from dicelab import _atomic
     from dicelab.analysis import landscape as ls
     from dicelab.analysis.runs import load_trained
-    from dicelab.train.trainer import FINAL_WEIGHTS
+    from dicelab.train.trainer import FINAL_WEIGHTS, load_checkpoint
 
     if args.steps < 2:
         raise ConfigError("--steps", args.steps, "must be >= 2")
@@ -113,7 +141,7 @@ def run_landscape(args: argparse.Namespace) -> int:
         weights = args.towards / FINAL_WEIGHTS
         if not weights.is_file():
             raise ConfigError("--towards", str(args.towards), f"holds no {FINAL_WEIGHTS}")
-        state_b = torch.load(weights, map_location="cpu", weights_only=True)
+        state_b = load_checkpoint(weights, "cpu")
         result = ls.interpolate(
             model.state_dict(), state_b, model, F.cross_entropy, batches, steps=args.steps
         )
