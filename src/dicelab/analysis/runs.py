@@ -13,7 +13,7 @@ from torch import nn
 from dicelab.config import RunConfig, load_config
 from dicelab.data import DataBundle, to_float
 from dicelab.exceptions import RunError
-from dicelab.train.trainer import CONFIG, FINAL_WEIGHTS
+from dicelab.train.trainer import CONFIG, FINAL_WEIGHTS, load_checkpoint
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -54,8 +54,6 @@ def load_trained(folder: str | Path) -> TrainedRun:
     config = load_config(folder / CONFIG)
     trainer = Trainer(config)
     trainer.injector.detach()
-    trainer.model.load_state_dict(
-        torch.load(weights, map_location=trainer.device, weights_only=True)
-    )
+    trainer.model.load_state_dict(load_checkpoint(weights, trainer.device))
     trainer.model.eval()
     return TrainedRun(folder, config, trainer.model, trainer.data)
