@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,7 +21,10 @@ from dicelab.analysis.hessian import (
     spectral_density,
     top_eigenvalues,
 )
+from dicelab.cli import main
 from dicelab.exceptions import ConfigError
+
+from .test_landscape import error_line, train_tiny_run, truncated_copy
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -371,3 +375,36 @@ def test_works_under_no_grad() -> None:
         warnings.simplefilter("error")
         values, _ = top_eigenvalues(mlp(), F.cross_entropy, data(), 1)
     assert values[0] > 0
+
+
+# --- the hessian command on run folders -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    return train_tiny_run(tmp_path_factory.mktemp("hessian") / "run", data_root)
+
+
+def test_truncated_weights_are_one_line(
+    finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """hessian on a run whose model.pt is truncated exits 2 with one line saying the file is
+    damaged and how to write it again, instead of a traceback."""
+    damaged = truncated_copy(finished_run, tmp_path)
+    assert main(["hessian", str(damaged), "--examples", "20", "--trace-samples", "2"]) == 2
+    line = error_line(capsys.readouterr().err, "hessian")
+    assert f"{damaged / 'model.pt'} is truncated or damaged" in line and "--resume" in line
+    assert not (damaged / "hessian").exists()
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", ""])
+def test_name_must_be_a_plain_file_name(
+    finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """--name is a file name inside OUT/hessian, never a path out of it."""
+    out = tmp_path / "out"
+    assert main(["hessian", str(finished_run), "--out", str(out), "--name", name]) == 2
+    assert f"--name: got {name!r}; must be a plain file name" in error_line(
+        capsys.readouterr().err, "hessian"
+    )
+    assert list(tmp_path.iterdir()) == []

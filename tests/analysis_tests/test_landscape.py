@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,8 +26,11 @@ from dicelab.analysis.landscape import (
     slice_1d,
     slice_2d,
 )
+from dicelab.cli import main
+from dicelab.config import load_config
 from dicelab.exceptions import ConfigError
 from dicelab.models import build_model
+from dicelab.train import Trainer
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -383,3 +388,96 @@ def test_non_finite_losses_are_written_as_null_and_read_back_as_nan() -> None:
     text = json.dumps(line.to_dict(), allow_nan=False)
     back = from_dict(json.loads(text))
     assert back.losses[0] == 1.0 and math.isnan(back.losses[1]) and math.isnan(back.losses[2])
+
+
+# --- the landscape command on run folders ---------------------------------------------------
+
+
+def train_tiny_run(folder: Path, data_root: Path) -> Path:
+    """A finished run folder of a one-epoch, width-8 VGG on 64 digits (well under a second)."""
+    config = load_config(
+        None,
+        [
+            "data.name=digits",
+            f"data.root={data_root}",
+            "device=cpu",
+            "model.width=8",
+            "data.train_limit=64",
+            "train.epochs=1",
+        ],
+    )
+    Trainer(config, run_dir=folder).fit()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    return train_tiny_run(tmp_path_factory.mktemp("landscape") / "run", data_root)
+
+
+def truncated_copy(run: Path, folder: Path) -> Path:
+    """A copy of ``run`` whose model.pt lost its second half (a copy cut short)."""
+    copy = folder / "damaged"
+    shutil.copytree(run, copy)
+    weights = (copy / "model.pt").read_bytes()
+    (copy / "model.pt").write_bytes(weights[: len(weights) // 2])
+    return copy
+
+
+def error_line(err: str, command: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"dicelab {command}: error: "), err
+    return lines[0]
+
+
+def test_truncated_weights_are_one_line(
+    finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """landscape on a run (or --towards a run) whose model.pt is truncated exits 2 with one
+    line saying the file is damaged and how to write it again, instead of a traceback."""
+    damaged = truncated_copy(finished_run, tmp_path)
+    argv = ["landscape", "--examples", "20", "--steps", "3"]
+    assert main([*argv, str(damaged)]) == 2
+    line = error_line(capsys.readouterr().err, "landscape")
+    assert f"{damaged / 'model.pt'} is truncated or damaged" in line and "--resume" in line
+    assert main([*argv, str(finished_run), "--towards", str(damaged), "--out", str(tmp_path)]) == 2
+    assert f"{damaged / 'model.pt'} is truncated or damaged" in error_line(
+        capsys.readouterr().err, "landscape"
+    )
+    assert not (tmp_path / "landscape").exists()
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", ".", "", "/tmp/x"])
+def test_name_must_be_a_plain_file_name(
+    finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """--name is a file name inside OUT/landscape, never a path out of it."""
+    out = tmp_path / "out"
+    assert main(["landscape", str(finished_run), "--out", str(out), "--name", name]) == 2
+    assert f"--name: got {name!r}; must be a plain file name" in error_line(
+        capsys.readouterr().err, "landscape"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plain_name_is_used(
+    finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A plain --name names the result files inside OUT/landscape."""
+    argv = ["landscape", str(finished_run), "--out", str(tmp_path), "--name", "a.b"]
+    assert main([*argv, "--examples", "20", "--steps", "3"]) == 0
+    assert sorted(p.name for p in (tmp_path / "landscape").iterdir()) == ["a.b.json", "a.b.png"]
+
+
+def test_unwritable_out_is_one_line(
+    finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An --out under a file cannot be created: main()'s last resort prints the path and the
+    reason on one line with exit status 2, instead of a traceback."""
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("keep me")
+    argv = ["landscape", str(finished_run), "--out", str(blocker / "sub"), "--name", "n"]
+    assert main([*argv, "--examples", "20", "--steps", "3"]) == 2
+    line = error_line(capsys.readouterr().err, "landscape")
+    assert str(blocker) in line and "Not a directory" in line
+    assert blocker.read_text() == "keep me"
