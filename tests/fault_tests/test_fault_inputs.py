@@ -104,15 +104,19 @@ def test_finite_values_are_still_accepted() -> None:
 
 
 def run_cli(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], *settings: str, config: Path | None = None
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    *settings: str,
+    config: Path | None = None,
+    base: tuple[str, ...] = SMALL,
 ) -> tuple[int, str, Path]:
-    """``dicelab train`` with the tiny settings, ``settings`` and a config file; returns the
-    exit code, stderr and the run folder it was given."""
+    """``dicelab train`` with the tiny ``base`` settings, ``settings`` and a config file;
+    returns the exit code, stderr and the run folder it was given."""
     out = tmp_path / "run"
     args = ["train", "--quiet", "--out", str(out)]
     if config is not None:
         args += ["-c", str(config)]
-    for setting in (*SMALL, f"data.root={tmp_path / 'data'}", *settings):
+    for setting in (*base, f"data.root={tmp_path / 'data'}", *settings):
         args += ["--set", setting]
     code = main(args)
     return code, capsys.readouterr().err, out
@@ -215,3 +219,105 @@ def test_console_script_prints_no_traceback(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
+
+
+# -- custom datasets and models (``module:function``) through the command line -----------------
+
+USER_CODE = """
+import torch
+from torch import nn
+
+
+def _data(x_test=None):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 1, 8, 8, generator=g)
+    y = torch.arange(64) % 10
+    return x, y, x[:20] if x_test is None else x_test, y[:20]
+
+
+def nan_test():
+    return _data(torch.full((20, 1, 8, 8), float("nan")))
+
+
+def nan_train():
+    x, y, xt, yt = _data()
+    x = x.clone()
+    x[0, 0, 0, 0] = float("nan")
+    return x, y, xt, yt
+
+
+def million_classes():
+    x, y, xt, yt = _data()
+    return x, y * 100_000, xt, yt
+
+
+def raises():
+    raise FileNotFoundError("/data/missing.csv")
+
+
+def wrong_outputs(input_shape, num_classes):
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 7))
+
+
+def no_parameters(input_shape, num_classes):
+    return nn.Flatten()
+
+
+def broken_forward(input_shape, num_classes):
+    return nn.Sequential(nn.Flatten(), nn.Linear(10, num_classes))
+
+
+def raises_when_built(input_shape, num_classes):
+    raise ValueError("unsupported input shape")
+"""
+
+
+@pytest.fixture
+def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A module of user datasets and models, importable for this test."""
+    name = f"dicelab_fault_user_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(USER_CODE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+@pytest.mark.parametrize(
+    ("setting", "words"),
+    [
+        ("data.name=sys:exit", ("data.name", "'sys:exit'", "exited")),
+        ("data.name={m}:raises", ("data.name", "raised FileNotFoundError", "missing.csv")),
+        ("data.name={m}:nan_test", ("{m}:nan_test", "test split has 1280 non-finite")),
+        ("data.name={m}:nan_train", ("{m}:nan_train", "train split has 1 non-finite")),
+        ("data.name={m}:million_classes", ("data.name", "900001 classes", "Remap")),
+    ],
+)
+def test_cli_bad_custom_dataset(
+    setting: str,
+    words: tuple[str, ...],
+    user_module: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, err, out = run_cli(tmp_path, capsys, setting.format(m=user_module))
+    assert_one_line_error(code, err, out, *(w.format(m=user_module) for w in words))
+
+
+@pytest.mark.parametrize(
+    ("function", "words"),
+    [
+        ("wrong_outputs", "shape (1, 7); expected (N, 10)"),
+        ("no_parameters", "trainable parameters; it has none"),
+        ("broken_forward", "first forward pass"),
+        ("raises_when_built", "raised ValueError: unsupported input shape"),
+    ],
+)
+def test_cli_bad_custom_model(
+    function: str,
+    words: str,
+    user_module: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base = tuple(s for s in SMALL if not s.startswith("model."))  # no VGG options
+    code, err, out = run_cli(tmp_path, capsys, f"model.name={user_module}:{function}", base=base)
+    assert_one_line_error(code, err, out, "model.name", f"{user_module}:{function}", words)

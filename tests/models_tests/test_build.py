@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 from torch import nn
 
 from dicelab.exceptions import ConfigError, UnknownNameError
@@ -100,6 +102,7 @@ def custom_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
         import math
 
+        import torch
         from torch import nn
 
 
@@ -111,7 +114,7 @@ def custom_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
         def flexible(input_shape, num_classes, **options):
-            net = nn.Linear(math.prod(input_shape), num_classes)
+            net = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), num_classes))
             net.options = options
             return net
 
@@ -122,6 +125,62 @@ def custom_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
         def not_a_model(*, input_shape, num_classes):
             return "a string"
+
+
+        def wrong_outputs(*, input_shape, num_classes):
+            return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), 7))
+
+
+        def no_parameters(*, input_shape, num_classes):
+            return nn.Flatten()
+
+
+        def frozen(*, input_shape, num_classes):
+            net = tiny(input_shape=input_shape, num_classes=num_classes)
+            net.requires_grad_(False)
+            return net
+
+
+        def raises(*, input_shape, num_classes):
+            raise ValueError("only 3 channels")
+
+
+        def exits(*, input_shape, num_classes):
+            raise SystemExit(4)
+
+
+        def bad_forward(*, input_shape, num_classes):
+            return nn.Sequential(nn.Flatten(), nn.Linear(10, num_classes))
+
+
+        class Pair(nn.Module):
+            def __init__(self, num_classes):
+                super().__init__()
+                self.linear = nn.Linear(1, num_classes)
+
+            def forward(self, x):
+                return self.linear(x.flatten(1)[:, :1]), x
+
+
+        def returns_pair(*, input_shape, num_classes):
+            return Pair(num_classes)
+
+
+        class Counting(nn.Module):
+            def __init__(self, input_shape, num_classes):
+                super().__init__()
+                self.bn = nn.BatchNorm2d(input_shape[0])
+                self.drop = nn.Dropout(0.5)
+                self.linear = nn.Linear(math.prod(input_shape), num_classes)
+                self.noise = 0.0
+
+            def forward(self, x):
+                self.noise = float(torch.rand(()))  # draws from the global generator
+                return self.linear(self.drop(self.bn(x)).flatten(1))
+
+
+        def counting(*, input_shape, num_classes):
+            return Counting(input_shape, num_classes)
 
 
         NOT_CALLABLE = 3
@@ -185,3 +244,40 @@ def test_custom_model_bad_spec(spec: str) -> None:
     with pytest.raises(ConfigError, match="package.module:function") as info:
         build_model(spec, input_shape=DIGITS, num_classes=3)
     assert info.value.field == "model.name"
+
+
+@pytest.mark.parametrize(
+    ("attribute", "message"),
+    [
+        ("wrong_outputs", "returns outputs of shape (1, 7); expected (N, 3) for this dataset's 3"),
+        ("no_parameters", "trainable parameters; it has none"),
+        ("frozen", "trainable parameters; it has none"),
+        ("raises", "It raised ValueError: only 3 channels"),
+        ("exits", "It exited (sys.exit(4))"),
+        ("bad_forward", "its first forward pass on one example raised RuntimeError"),
+        ("returns_pair", "returns one tensor of logits; it returns a tuple"),
+    ],
+)
+def test_custom_model_that_cannot_train_here(
+    custom_module: str, attribute: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        build_model(f"{custom_module}:{attribute}", input_shape=DIGITS, num_classes=3)
+    assert info.value.field == "model.name"
+    assert info.value.value == f"{custom_module}:{attribute}"
+    assert message in str(info.value)
+
+
+def test_custom_model_check_leaves_no_trace(custom_module: str) -> None:
+    """The build-time forward pass changes neither the global generator, nor the model's
+    mode, BatchNorm statistics or weights."""
+    torch.manual_seed(5)
+    model = build_model(f"{custom_module}:counting", input_shape=DIGITS, num_classes=3)
+    after_build = torch.get_rng_state()
+    torch.manual_seed(5)
+    plain = importlib.import_module(custom_module).counting(input_shape=DIGITS, num_classes=3)
+    assert torch.equal(after_build, torch.get_rng_state())
+    assert model.training and model.noise != 0.0  # it did run once
+    assert int(model.bn.num_batches_tracked) == 0
+    state, expected = model.state_dict(), plain.state_dict()
+    assert all(torch.equal(state[k], expected[k]) for k in expected)

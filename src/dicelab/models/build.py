@@ -7,6 +7,7 @@ import inspect
 import typing
 from collections.abc import Callable, Collection, Mapping
 
+import torch
 from torch import nn
 
 from dicelab.config import coerce
@@ -110,6 +111,10 @@ def _build_custom(
         raise ConfigError(
             "model.name", spec, _CUSTOM_EXPECTED, hint=f"Cannot import {module_name!r}: {exc}."
         ) from exc
+    except (Exception, SystemExit) as exc:  # the module's own top-level code failed
+        raise ConfigError(
+            "model.name", spec, _CUSTOM_EXPECTED, hint=f"Importing {module_name!r} {_failed(exc)}."
+        ) from exc
     try:
         for part in attribute.split("."):
             target = getattr(target, part)
@@ -133,12 +138,76 @@ def _build_custom(
                 "expected a function callable as f(input_shape=..., num_classes=..., **options)",
                 hint=f"{exc}.",
             ) from exc
-    model = target(input_shape=input_shape, num_classes=num_classes, **kwargs)
+    try:
+        model = target(input_shape=input_shape, num_classes=num_classes, **kwargs)
+    except (Exception, SystemExit) as exc:  # user code: report it, never a traceback
+        raise ConfigError(
+            "model.name", spec, _CUSTOM_EXPECTED, hint=f"It {_failed(exc)}."
+        ) from exc
     if not isinstance(model, nn.Module):
         raise ConfigError(
             "model.name", spec, _CUSTOM_EXPECTED, hint=f"It returned a {type(model).__name__}."
         )
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ConfigError(
+            "model.name", spec, "expected a model with trainable parameters; it has none"
+        )
+    _dry_run(spec, model, input_shape, num_classes)
     return model
+
+
+def _dry_run(spec: str, model: nn.Module, input_shape: tuple[int, ...], num_classes: int) -> None:
+    """One forward pass of a custom model on one all-zero example, to fail at build time
+    (with a message) rather than mid-run (with a traceback) when it cannot train here.
+
+    The pass runs in eval mode (BatchNorm statistics are not updated) without autograd, and
+    torch's global generator is restored afterwards, so training from here on is exactly as
+    without it.
+    """
+    was_training = model.training
+    model.eval()
+    example = torch.zeros(1, *input_shape)
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            output = model(example)
+    except (Exception, SystemExit) as exc:
+        raise ConfigError(
+            "model.name",
+            spec,
+            f"expected a model that accepts inputs of shape (N, {_dims(input_shape)}); its "
+            f"first forward pass on one example {_failed(exc)}",
+        ) from exc
+    finally:
+        model.train(was_training)
+    if not isinstance(output, torch.Tensor):
+        raise ConfigError(
+            "model.name",
+            spec,
+            f"expected a model that returns one tensor of logits; it returns a "
+            f"{type(output).__name__}",
+        )
+    if tuple(output.shape) != (1, num_classes):
+        raise ConfigError(
+            "model.name",
+            spec,
+            f"returns outputs of shape {tuple(output.shape)}; expected (N, {num_classes}) for "
+            f"this dataset's {num_classes} classes",
+        )
+    if not output.is_floating_point():
+        raise ConfigError(
+            "model.name", spec, f"returns {output.dtype} outputs; expected floating-point logits"
+        )
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return ", ".join(str(d) for d in shape)
+
+
+def _failed(exc: BaseException) -> str:
+    """What user code did instead of returning, in words."""
+    if isinstance(exc, SystemExit):
+        return f"exited (sys.exit({exc.code!r}))"
+    return f"raised {type(exc).__name__}: {exc}"
 
 
 def _signature(builder: Callable[..., object]) -> inspect.Signature | None:
