@@ -127,6 +127,10 @@ def custom_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
             return "a string"
 
 
+        def scaled(*, input_shape, num_classes, scale: float = 1.0):
+            return tiny(input_shape=input_shape, num_classes=num_classes)
+
+
         def wrong_outputs(*, input_shape, num_classes):
             return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), 7))
 
@@ -281,3 +285,13 @@ def test_custom_model_check_leaves_no_trace(custom_module: str) -> None:
     assert int(model.bn.num_batches_tracked) == 0
     state, expected = model.state_dict(), plain.state_dict()
     assert all(torch.equal(state[k], expected[k]) for k in expected)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), "-inf"])
+def test_custom_float_option_must_be_finite(custom_module: str, value: object) -> None:
+    with pytest.raises(ConfigError, match="must be a finite number") as info:
+        build_model(
+            f"{custom_module}:scaled", input_shape=DIGITS, num_classes=3, options={"scale": value}
+        )
+    assert info.value.field == "model.scale"
+    build_model(f"{custom_module}:scaled", input_shape=DIGITS, num_classes=3, options={"scale": 2})
