@@ -132,25 +132,33 @@ class _Cluster:
                 conf.write("".join(f"\n{key} = {value}" for key, value in settings.items()))
                 conf.write("\n")
             try:
-                self.run(
-                    "pg_ctl",
-                    "--pgdata",
-                    str(self.data),
-                    "--log",
-                    str(self.log),
-                    "--wait",
-                    f"--timeout={PG_TIMEOUT_S}",
-                    "start",
-                )
+                self.restart()
                 return
             except subprocess.CalledProcessError:
                 if attempt == 2:
                     raise
 
-    def stop(self) -> None:
-        """Stop the server at once (its data is thrown away anyway)."""
+    def stop(self, mode: str = "immediate") -> None:
+        """Stop the server: at once by default (its data is thrown away anyway); ``"fast"``
+        disconnects the clients and keeps every committed transaction (this throwaway
+        cluster runs with ``synchronous_commit = off``, so an immediate stop can lose the
+        last commits, which a production server would keep)."""
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            self.run("pg_ctl", "--pgdata", str(self.data), "--mode=immediate", "stop")
+            self.run("pg_ctl", "--pgdata", str(self.data), f"--mode={mode}", "stop")
+
+    def restart(self) -> None:
+        """Start the server with the settings last written (again after :meth:`stop`: the
+        same port and data)."""
+        self.run(
+            "pg_ctl",
+            "--pgdata",
+            str(self.data),
+            "--log",
+            str(self.log),
+            "--wait",
+            f"--timeout={PG_TIMEOUT_S}",
+            "start",
+        )
 
     def log_tail(self) -> str:
         """The last lines of the server log, for failure messages."""
@@ -178,9 +186,16 @@ def _make_base() -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
+def postgres_url(postgres_cluster: _Cluster) -> str:
     """The URL of the ``postgres`` database of a throwaway PostgreSQL server on 127.0.0.1:
-    ``postgresql+psycopg2://postgres@127.0.0.1:PORT/postgres``; the server stops at the end of
+    ``postgresql+psycopg2://postgres@127.0.0.1:PORT/postgres``."""
+    return f"postgresql+psycopg2://{PG_USER}@127.0.0.1:{postgres_cluster.port}/postgres"
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[_Cluster]:
+    """A throwaway PostgreSQL server on 127.0.0.1, running; a test that stops it (to inject an
+    outage) must start it again with :meth:`_Cluster.restart`. The server stops at the end of
     the session and its folder is removed."""
     try:
         import psycopg2  # noqa: F401  (the driver the URL names)
@@ -207,7 +222,7 @@ def postgres_url() -> Iterator[str]:
                 f"{cluster.log_tail()}",
                 pytrace=False,
             )
-        yield f"postgresql+psycopg2://{PG_USER}@127.0.0.1:{cluster.port}/postgres"
+        yield cluster
     finally:
         cluster.stop()
         shutil.rmtree(base, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from dicelab.exceptions import ConfigError
@@ -119,8 +120,10 @@ def run_search(args: argparse.Namespace) -> int:
     )
     summary = search(options)
     print(json.dumps(summary, indent=2))
-    if summary["best"] is not None:
-        print(f"best configuration written to {Path(args.out) / 'best.yaml'}")
+    if summary["best"] is None:
+        print(f"no best configuration: {summary['no_best']}", file=sys.stderr)
+        return 1
+    print(f"best configuration written to {Path(args.out) / 'best.yaml'}")
     return 0
 
 

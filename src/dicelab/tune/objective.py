@@ -16,6 +16,7 @@ or weights) fails with the reason (the user attribute ``pso_no_retry``), and is 
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from dicelab.exceptions import ConfigError, UnknownNameError
 from dicelab.techniques import TECHNIQUES
 from dicelab.train import Trainer
 from dicelab.tune._pso.sampler import NO_RETRY, SparseInit
+
+_log = logging.getLogger(__name__)
 
 
 def _needs_images(gene: paper_space.Gene) -> bool:
@@ -155,9 +158,10 @@ class SearchObjective:
         trial.set_user_attr("epochs_completed", result.epochs_completed)
         trial.set_user_attr("seconds", round(result.wall_time_s, 3))
         if result.status == "diverged":
-            # NaN makes Optuna record the trial as FAIL with a one-line warning; the mark
-            # tells the PSO sampler that retrying the same position would diverge again.
+            # NaN makes Optuna record the trial as FAIL; the mark tells the PSO sampler that
+            # retrying the same position would diverge again.
             trial.set_user_attr(NO_RETRY, result.message)
+            _log.warning("trial %d failed: %s", trial.number, result.message)
             return math.nan
         if result.status == "stopped":
             trial.set_user_attr("stopped", result.message)

@@ -17,21 +17,24 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import multiprocessing
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from dicelab import _atomic
 from dicelab.config import RunConfig, from_dict, to_dict, to_yaml
 from dicelab.data import load_data
-from dicelab.exceptions import ConfigError
-from dicelab.tune._pso.sampler import PSOSampler, SwarmFinished
-from dicelab.tune._workers import fail_dead_workers
+from dicelab.exceptions import ConfigError, DicelabError
+from dicelab.tune import _optuna_compat as compat
+from dicelab.tune._pso.sampler import NO_RETRY, PSOSampler, SwarmFinished
+from dicelab.tune._workers import exit_with_parent, fail_dead_workers
 from dicelab.tune.objective import SearchObjective, SearchSpace, configure
 from dicelab.tune.storage import describe_storage, open_storage
 
@@ -40,7 +43,21 @@ _log = logging.getLogger(__name__)
 JOURNAL = "study.journal"
 SUMMARY = "search.json"
 BEST_CONFIG = "best.yaml"
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+#: System attribute of a trial that evaluated nothing because it started after a stopping rule
+#: was met (other workers had used up the budget, or the swarm had stopped); its value is why.
+UNUSED = "dicelab:unused"
+
+
+def counts(trial: FrozenTrial) -> bool:
+    """Whether ``trial`` used up one trial of a budget: it ended with a result (complete,
+    pruned, or failed for a reason of its own, such as divergence). A trial whose worker was
+    killed or interrupted is evaluated again instead, and an unused trial evaluated nothing."""
+    if UNUSED in trial.system_attrs:
+        return False
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and bool(trial.user_attrs.get(NO_RETRY))
 
 
 @dataclass
@@ -97,6 +114,14 @@ def _holds_images(name: str, root: str) -> bool:
 
 def validate(options: SearchOptions) -> None:
     """Check the options before anything is written."""
+    if not str(options.out).strip():
+        raise ConfigError("--out", options.out, "name the search folder")
+    if not (math.isfinite(options.cut_threshold) and 0 <= options.cut_threshold <= 1):
+        raise ConfigError(
+            "--cut-threshold",
+            options.cut_threshold,
+            "must lie in [0, 1] (a validation accuracy; 0 turns the cut off)",
+        )
     base = options.base()
     if base.data.split != "search":
         raise ConfigError("data.split", base.data.split, "a search trains with split=search")
@@ -182,32 +207,59 @@ def _pruner(options: SearchOptions) -> optuna.pruners.BasePruner:
 
 
 class _Stop:
-    """Callback: stop the study once a budget or a swarm stopping rule is met."""
+    """Callback: stop the study once a budget or a swarm stopping rule is met.
+
+    The budget counts the trials that ended with a result (:func:`counts`) plus those still
+    running, so that a worker does not start a trial that another worker's running trial
+    already fills; the trial numbers, which the storage hands out atomically, settle the
+    rare case of two workers starting at the same instant (:meth:`surplus`).
+    """
 
     def __init__(self, budget: int | None, sampler: optuna.samplers.BaseSampler) -> None:
         self.budget = budget
         self.sampler = sampler
 
+    def _used(self, study: optuna.Study, below: int | None = None) -> int:
+        """Trials (numbered below ``below``, if given) that used or are using the budget."""
+        return sum(
+            1
+            for t in study.get_trials(deepcopy=False)
+            if (below is None or t.number < below)
+            and (counts(t) or (t.state == TrialState.RUNNING and UNUSED not in t.system_attrs))
+        )
+
     def reached(self, study: optuna.Study) -> bool:
         """Whether the trial budget or the swarm's stopping rule is met."""
-        if self.budget is not None and len(study.get_trials(states=FINISHED)) >= self.budget:
+        if self.budget is not None and self._used(study) >= self.budget:
             return True
         return isinstance(self.sampler, PSOSampler) and self.sampler.finished(study)
+
+    def surplus(self, study: optuna.Study, number: int) -> bool:
+        """Whether trial ``number`` started when lower-numbered trials already filled the
+        budget (another worker started one at the same instant)."""
+        return self.budget is not None and self._used(study, below=number) >= self.budget
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if self.reached(study):
             study.stop()
 
 
-def _guarded(objective: SearchObjective) -> Any:
-    """The objective, turning "the swarm has stopped" into a pruned, particle-less trial."""
+def _guarded(objective: SearchObjective, stop: _Stop) -> Any:
+    """The objective, ending a trial that starts after a stopping rule was met as an unused,
+    particle-less pruned trial (excluded from every count) and stopping the study."""
+
+    def unused(trial: optuna.Trial, why: str) -> optuna.TrialPruned:
+        compat.set_trial_system_attr(trial.study, compat.trial_id(trial), UNUSED, why)
+        trial.study.stop()
+        return optuna.TrialPruned(why)
 
     def run(trial: optuna.Trial) -> float:
+        if stop.surplus(trial.study, trial.number):  # before the sampler claims a particle
+            raise unused(trial, f"the budget of {stop.budget} trials was already used")
         try:
             return objective(trial)
-        except SwarmFinished as stop:
-            trial.study.stop()
-            raise optuna.TrialPruned(str(stop)) from None
+        except SwarmFinished as finished:
+            raise unused(trial, str(finished)) from None
 
     return run
 
@@ -228,7 +280,7 @@ def _optimize(
     stop = _Stop(budget, sampler)
     if stop.reached(study):
         return
-    study.optimize(_guarded(objective), callbacks=[stop])
+    study.optimize(_guarded(objective, stop), callbacks=[stop])
 
 
 def screened_starts(options: SearchOptions, study: optuna.Study) -> list[dict[str, float]]:
@@ -244,7 +296,9 @@ def work(options: SearchOptions, worker: int = 0) -> None:
 
     threads = options.threads or max(1, (os.cpu_count() or 1) // options.workers)
     torch.set_num_threads(threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Optuna's own warnings about failed trials carry tracebacks (of errors dicelab reports
+    # in one line itself) and repeat every parameter; the objective says what went wrong.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     base = options.base()
     space = options.space()
     initial: list[dict[str, float]] = []
@@ -266,6 +320,52 @@ def work(options: SearchOptions, worker: int = 0) -> None:
     _optimize(options, study, sampler, base, space, options.trials)
 
 
+def _user_error(exc: BaseException) -> DicelabError | None:
+    """The dicelab error behind ``exc``, if any. Optuna replaces an error raised while it
+    records a trial's result (a journal on a full disk, say) with an AssertionError of its
+    own, keeping ours as the context."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, DicelabError):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _work(options: SearchOptions, worker: int = 0) -> None:
+    """:func:`work`, with a dicelab error that Optuna wrapped raised as itself."""
+    try:
+        work(options, worker)
+    except Exception as exc:
+        error = _user_error(exc)
+        if error is None or error is exc:
+            raise
+        raise error from None
+
+
+class WorkerError(DicelabError):
+    """A local worker process stopped on a dicelab error; its message and exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _worker_process(options: SearchOptions, worker: int, errors: Any, parent: int) -> None:
+    """The body of a local worker process: search, report a dicelab error to the parent
+    through ``errors`` instead of a traceback, and stop if the parent dies."""
+    exit_with_parent(parent)
+    try:
+        _work(options, worker)
+    except DicelabError as err:
+        errors.put((str(err), err.exit_code))
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
 def run_search(options: SearchOptions) -> dict[str, Any]:
     """Run (or continue) a search with ``options.workers`` local processes; the summary."""
     validate(options)
@@ -276,17 +376,23 @@ def run_search(options: SearchOptions) -> dict[str, Any]:
         if recovered:
             _log.warning("%s: %d trials of killed workers marked failed", name, recovered)
     if options.workers == 1:
-        work(options)
+        _work(options)
     else:
         context = multiprocessing.get_context("spawn")
+        errors = context.SimpleQueue()
         processes = [
-            context.Process(target=work, args=(options, i), name=f"worker-{i}")
+            context.Process(
+                target=_worker_process, args=(options, i, errors, os.getpid()), name=f"worker-{i}"
+            )
             for i in range(options.workers)
         ]
         for p in processes:
             p.start()
         for p in processes:
             p.join()
+        if not errors.empty():  # the same error usually stops every worker: say it once
+            message, code = errors.get()
+            raise WorkerError(message, code)
         failed = [p.name for p in processes if p.exitcode != 0]
         if failed:
             _log.warning("workers ended with an error: %s", ", ".join(failed))
@@ -296,15 +402,16 @@ def run_search(options: SearchOptions) -> dict[str, Any]:
 def summarize(options: SearchOptions) -> dict[str, Any]:
     """Write ``search.json`` and the best configuration (``best.yaml``); return the summary."""
     study = open_study(options)
-    trials = study.get_trials(deepcopy=False)
-    counts = {state.name.lower(): 0 for state in TrialState}
+    trials = [t for t in study.get_trials(deepcopy=False) if UNUSED not in t.system_attrs]
+    states = {state.name.lower(): 0 for state in TrialState}
     for t in trials:
-        counts[t.state.name.lower()] += 1
+        states[t.state.name.lower()] += 1
     completed = [t for t in trials if t.state == TrialState.COMPLETE]
     summary: dict[str, Any] = {
         "study": options.study,
         "storage": describe_storage(storage_spec(options.out, options.storage)),
-        "trials": counts,
+        "trials": states,
+        "counted": sum(1 for t in trials if counts(t)),
         "best": None,
     }
     if completed:
@@ -312,13 +419,34 @@ def summarize(options: SearchOptions) -> dict[str, Any]:
         config = configure(options.base(), options.space(), best.params)
         summary["best"] = {"trial": best.number, "value": best.value, "params": best.params}
         _atomic.write_text(Path(options.out) / BEST_CONFIG, to_yaml(config))
+    else:
+        summary["no_best"] = _why_no_best(trials)
     if options.sampler == "pso":
         sampler = _sampler(options, options.space(), 0, [])
         assert isinstance(sampler, PSOSampler)
         summary["generation"] = sampler.generation(study)
-        summary["swarm_best"] = sampler.best(study)[0]
+        swarm_best = sampler.best(study)[0]  # nan until the first generation is complete
+        summary["swarm_best"] = swarm_best if math.isfinite(swarm_best) else None
     _atomic.write_json(Path(options.out) / SUMMARY, summary)
     return summary
+
+
+def _why_no_best(trials: list[FrozenTrial]) -> str:
+    """One sentence on why no trial completed, for the summary and the command's message."""
+    if not trials:
+        return "no trial ran"
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    reasons = sorted({str(t.user_attrs[NO_RETRY]) for t in failed if NO_RETRY in t.user_attrs})
+    parts = [f"{len(trials)} trials, none completed"]
+    if failed:
+        parts.append(f"{len(failed)} failed")
+    pruned = sum(1 for t in trials if t.state == TrialState.PRUNED)
+    if pruned:
+        parts.append(f"{pruned} pruned")
+    text = ", ".join(parts)
+    if reasons:
+        text += f" (first reason: {reasons[0]})"
+    return text
 
 
 def options_from_study(out: str, storage: str | None, study: str) -> SearchOptions:

@@ -17,22 +17,31 @@ every message, since messages end up in logs and terminals.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import logging
+import math
+import os
 import re
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import sqlalchemy.exc
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages._heartbeat import BaseHeartbeat
 from sqlalchemy.engine import URL, make_url
 
 from dicelab.exceptions import ConfigError, StorageError
+from dicelab.tune._journal import SafeJournalBackend, repair_journal
 
-__all__ = ["CONNECT_TIMEOUT_S", "MAX_RETRY", "describe_storage", "open_storage"]
+__all__ = ["CONNECT_TIMEOUT_S", "MAX_RETRY", "RETRY_ENV", "describe_storage", "open_storage"]
+
+_log = logging.getLogger(__name__)
 
 #: The option the storage value comes from, named in every error message.
 FIELD = "--storage"
@@ -176,7 +185,14 @@ def _open_journal(path: Path) -> JournalStorage:
             f"{shown!r}: {exc.strerror or exc}."
         ) from None
     try:
-        return JournalStorage(JournalFileBackend(str(path)))
+        try:
+            return JournalStorage(SafeJournalBackend(str(path)))
+        except (ValueError, KeyError, TypeError):
+            # A torn record with the next one glued onto it (written before dicelab mended
+            # torn tails) is repaired once; anything else is not a journal we can read.
+            if not repair_journal(path):
+                raise
+            return JournalStorage(SafeJournalBackend(str(path)))
     except OSError as exc:
         raise StorageError(
             f"{FIELD}: cannot open the journal file {shown!r}: {exc.strerror or exc}."
@@ -188,6 +204,132 @@ def _open_journal(path: Path) -> JournalStorage:
         ) from None
 
 
+#: Environment variable: seconds a worker keeps retrying a database that stopped answering
+#: before it gives up with one line (default :data:`RETRY_S`).
+RETRY_ENV = "DICELAB_STORAGE_RETRY_S"
+
+#: Default of :data:`RETRY_ENV`: long enough for a database server to restart.
+RETRY_S = 120.0
+
+#: Longest pause between two tries, in seconds (the pauses double from 0.5 s up to it).
+_MAX_PAUSE_S = 8.0
+
+
+def _retry_budget() -> float:
+    """Seconds to keep retrying a lost database: :data:`RETRY_ENV` if set, else the default."""
+    raw = os.environ.get(RETRY_ENV, "")
+    try:
+        value = float(raw) if raw else RETRY_S
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(RETRY_ENV, raw, "must be a number of seconds >= 0")
+    return value
+
+
+def _connection_lost(exc: BaseException) -> BaseException | None:
+    """The error in ``exc``'s chain saying the database cannot be reached right now (as
+    opposed to a query it refused), worth retrying; None if there is none."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, sqlalchemy.exc.DBAPIError) and cause.connection_invalidated:
+            return cause
+        if isinstance(
+            cause,
+            (
+                sqlalchemy.exc.OperationalError,
+                sqlalchemy.exc.InterfaceError,
+                sqlalchemy.exc.DisconnectionError,
+            ),
+        ):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+#: The RDBStorage methods a worker reaches, each of which opens a database session of its own
+#: and so can be tried again as a whole: Optuna's storage and heartbeat interfaces, and the
+#: private methods its storage cache and stale-trial check call directly (Optuna 5.0).
+_RETRIED = tuple(
+    name
+    for base in (BaseStorage, BaseHeartbeat)
+    for name, member in vars(base).items()
+    if callable(member) and not name.startswith("_")
+) + (
+    "_create_new_trial",
+    "_set_trial_param",
+    "_get_best_trial_id",
+    "_get_trials",
+    "_get_stale_trial_ids",
+)
+
+
+def _retry_lost_connections(storage: RDBStorage, shown: str) -> None:
+    """Make every storage call of ``storage`` survive a database outage: a call that finds the
+    connection lost is tried again, with pauses doubling up to 8 s, for up to
+    :func:`_retry_budget` seconds, then fails with one :class:`StorageError` line. One warning
+    line says when the database was lost, and one when it is back.
+
+    A heartbeat that cannot be recorded within that time is given up with a warning instead
+    (it runs in a thread of its own, where an error would only print a traceback); the
+    trial's own calls meet the outage and report it.
+
+    A write whose answer was lost after the database committed it is sent again; Optuna's
+    writes either repeat harmlessly or are refused as already done, which then ends the
+    worker with one line (rare: the connection must drop between commit and reply).
+    """
+    budget = _retry_budget()
+    outage: dict[str, float] = {}  # "since": when the database was lost (shared by threads)
+
+    def retrying(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(call)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            pause = 0.5
+            while True:
+                try:
+                    result = call(*args, **kwargs)
+                except Exception as exc:
+                    lost = _connection_lost(exc)
+                    if lost is None:
+                        raise
+                    now = time.monotonic()
+                    since = outage.setdefault("since", now)
+                    if since == now:
+                        _log.warning(
+                            "%s: lost the database %r (%s); retrying for up to %g s",
+                            FIELD,
+                            shown,
+                            _reason(lost, storage_url, shown),
+                            budget,
+                        )
+                    if now - since >= budget:
+                        if name == "record_heartbeat":
+                            _log.warning("%s: a trial's heartbeat could not be recorded", FIELD)
+                            return None
+                        raise StorageError(
+                            f"{FIELD}: lost the database {shown!r} for {budget:g} s: "
+                            f"{_reason(lost, storage_url, shown)} Every finished trial is kept "
+                            "there; run the same command again once the database is back."
+                        ) from None
+                    time.sleep(pause)
+                    pause = min(2 * pause, _MAX_PAUSE_S)
+                    continue
+                since = outage.pop("since", None)
+                if since is not None:
+                    _log.warning(
+                        "%s: the database is back after %.0f s", FIELD, time.monotonic() - since
+                    )
+                return result
+
+        return run
+
+    storage_url = make_url(storage.url)
+    for name in _RETRIED:
+        setattr(storage, name, retrying(name, getattr(storage, name)))
+
+
 _CREATE_ATTEMPTS = 5
 
 
@@ -196,7 +338,8 @@ def _open_database(spec: str, heartbeat_interval: int, grace_period: int | None)
     url = _parse_url(spec)
     shown = describe_storage(spec)
     backend = url.get_backend_name()
-    engine_kwargs: dict[str, object] = {}
+    # A pooled connection that the server dropped (it restarted) is replaced before use.
+    engine_kwargs: dict[str, object] = {"pool_pre_ping": True}
     timeout_arg = _TIMEOUT_ARG.get(f"{backend}+{url.get_driver_name()}")
     if timeout_arg is not None and timeout_arg not in url.query:
         engine_kwargs["connect_args"] = {timeout_arg: CONNECT_TIMEOUT_S}
@@ -206,7 +349,7 @@ def _open_database(spec: str, heartbeat_interval: int, grace_period: int | None)
         try:
             for attempt in range(_CREATE_ATTEMPTS):
                 try:
-                    return RDBStorage(
+                    storage = RDBStorage(
                         url.render_as_string(hide_password=False),
                         engine_kwargs=engine_kwargs,
                         heartbeat_interval=heartbeat_interval,
@@ -215,6 +358,8 @@ def _open_database(spec: str, heartbeat_interval: int, grace_period: int | None)
                             optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
                         ),
                     )
+                    _retry_lost_connections(storage, shown)
+                    return storage
                 except sqlalchemy.exc.IntegrityError:
                     # Workers starting together on an empty database race to create Optuna's
                     # tables; the loser sees "already exists" and only has to try again.
@@ -253,6 +398,15 @@ def _parse_url(spec: str) -> URL:
     if _SCHEME.match(spec) is None:
         hint = f"It looks like a URL without '://'. {hint}".rstrip()
         raise ConfigError(FIELD, shown, _ALLOWED, hint)
+    userinfo = re.split(r"[/?#]", spec.split("://", 1)[1], maxsplit=1)[0].rpartition("@")[0]
+    if "@" in userinfo:
+        raise ConfigError(
+            FIELD,
+            shown,
+            _ALLOWED,
+            "The user name or password contains '@', which ends the user part of a URL: "
+            "percent-encode it as %40 (and '/' as %2F, ':' as %3A, '#' as %23, '?' as %3F).",
+        )
     if backend not in SCHEMES:
         raise ConfigError(
             FIELD,
@@ -310,6 +464,10 @@ def _scrub(text: str, spec: str, password: object = None) -> str:
     for query in re.finditer(r"[?&]password=([^&]*)", spec, re.IGNORECASE):
         if query.group(1):
             secrets.add(query.group(1))
+    # A password holding a URL delimiter is split by the parser, and an error may quote one
+    # piece of it (as a host name, say): mask the pieces too.
+    for secret in list(secrets):
+        secrets.update(piece for piece in re.split(r"[@:/?#&=]", secret) if len(piece) >= 3)
     text = text.replace(spec, describe_storage(spec))
     for secret in sorted(secrets, key=len, reverse=True):
         text = text.replace(secret, "***")
