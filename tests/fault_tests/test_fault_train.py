@@ -258,58 +258,40 @@ def test_kill_9_at_random_moments_then_resume(data_root: Path, tmp_path: Path) -
     rng = random.Random(20240601)
     epochs, epoch_s = 6, 0.2
     run = tmp_path / "killed"
-    reference = subprocess.Popen(
-        _train_command(data_root, tmp_path / "reference"),
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     kills = []
-    try:
-        for _ in range(3):
-            done, config_inode = _count_lines(run / METRICS), inode(run / CONFIG)
-            # a moment in the epochs left: after `whole` more epochs, `part` into the next
-            moment = rng.uniform(0, epochs - done - 0.5)
-            whole, part = int(moment), moment - int(moment)
-            process = subprocess.Popen(
-                [*_train_command(data_root, run), "--resume"],
-                cwd=tmp_path,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            try:
-                deadline = time.monotonic() + 120
-                # training starts once the process has (atomically) rewritten config.yaml
-                while inode(run / CONFIG) == config_inode:
-                    assert process.poll() is None, process.communicate()[1]
-                    assert time.monotonic() < deadline, "training did not start within 120 s"
-                    time.sleep(0.002)
-                while _count_lines(run / METRICS) < done + whole and process.poll() is None:
-                    time.sleep(0.002)
-                time.sleep(part * epoch_s)
-                finished = process.poll() is not None
-                os.kill(process.pid, signal.SIGKILL)
-            finally:
-                process.kill()
-                _, err = process.communicate(timeout=30)
-            assert "Traceback" not in err, err
-            kills.append((round(done + moment, 2), finished))
-        assert not all(finished for _, finished in kills), f"no kill landed in training: {kills}"
-        resumed = subprocess.run(
+    for _ in range(3):
+        done, config_inode = _count_lines(run / METRICS), inode(run / CONFIG)
+        # a moment in the epochs left: after `whole` more epochs, `part` into the next
+        moment = rng.uniform(0, epochs - done - 0.5)
+        whole, part = int(moment), moment - int(moment)
+        process = subprocess.Popen(
             [*_train_command(data_root, run), "--resume"],
             cwd=tmp_path,
-            capture_output=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=120,
         )
-        assert resumed.returncode == 0, resumed.stderr
-        _, reference_err = reference.communicate(timeout=120)
-        assert reference.returncode == 0, reference_err
-    finally:
-        reference.kill()
-        reference.communicate()
+        try:
+            deadline = time.monotonic() + 120
+            # training starts once the process has (atomically) rewritten config.yaml
+            while inode(run / CONFIG) == config_inode:
+                assert process.poll() is None, process.communicate()[1]
+                assert time.monotonic() < deadline, "training did not start within 120 s"
+                time.sleep(0.002)
+            while _count_lines(run / METRICS) < done + whole and process.poll() is None:
+                time.sleep(0.002)
+            time.sleep(part * epoch_s)
+            finished = process.poll() is not None
+            os.kill(process.pid, signal.SIGKILL)
+        finally:
+            process.kill()
+            _, err = process.communicate(timeout=30)
+        assert "Traceback" not in err, err
+        kills.append((round(done + moment, 2), finished))
+    assert not all(finished for _, finished in kills), f"no kill landed in training: {kills}"
+    command = _train_command(data_root, run)[3:]  # `train ...`, without `python -m dicelab`
+    assert main([*command, "--resume"]) == 0
+    assert main(_train_command(data_root, tmp_path / "reference")[3:]) == 0  # uninterrupted
     assert_same_run(run, tmp_path / "reference")
     assert [row["epoch"] for row in read_metrics(run)] == list(range(1, epochs + 1))
     assert leftovers(run) == []
