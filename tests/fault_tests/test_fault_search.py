@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -29,6 +28,7 @@ from dicelab.tune import NO_RETRY
 from dicelab.tune._journal import SafeJournalBackend
 from dicelab.tune.search import UNUSED, counts, run_search
 from dicelab.tune.storage import RETRY_ENV, open_storage
+from tmpfs import mounted_tmpfs, resize
 from tune_tests.conftest import _Cluster
 from tune_tests.test_search import _counted, load, options, settings
 
@@ -180,21 +180,6 @@ def test_a_failed_journal_write_is_rolled_back(
     assert path.read_bytes() == before
 
 
-@contextlib.contextmanager
-def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` mounted at ``where`` (root only; skipped elsewhere)."""
-    where.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
 def test_disk_full_during_a_search_is_one_line_and_resumes(
     data_root: Path, tmp_path: Path
 ) -> None:
@@ -202,7 +187,7 @@ def test_disk_full_during_a_search_is_one_line_and_resumes(
     `AssertionError: Should not reach.`) and a torn journal. Now one line naming the journal,
     every line of it intact, and once space is freed the same command finishes the search
     with every earlier trial kept."""
-    with small_tmpfs(tmp_path / "full", "16k") as full:
+    with mounted_tmpfs(tmp_path / "full", "size=16k") as full:
         out = full / "s"
         command = search_args(data_root, out, "--trials", "12", "--particles", "4")
         first = run(command)
@@ -211,7 +196,7 @@ def test_disk_full_during_a_search_is_one_line_and_resumes(
         assert "study.journal" in line and "No space left on device" in line
         journal_lines_parse(out / "study.journal")
         kept = {t.number: t.value for t in load(out).trials if t.state == TrialState.COMPLETE}
-        subprocess.run(["mount", "-o", "remount,size=20m", str(full)], check=True)
+        resize(full, "20m")  # space is freed
         again = run(command)
         assert again.returncode == 0, again.stderr
         study = load(out)
@@ -421,7 +406,7 @@ def test_a_budget_inside_the_first_generation_has_no_swarm_best_yet(
         ("--cut-threshold", "nan", "--cut-threshold: got nan; must lie in [0, 1]"),
         ("--cut-threshold", "2", "--cut-threshold: got 2.0; must lie in [0, 1]"),
         ("--cut-threshold", "-5", "--cut-threshold: got -5.0; must lie in [0, 1]"),
-        ("--out", "", "--out: got ''; name the search folder"),
+        ("--out", "", "--out: got ''; must name a folder"),
     ],
 )
 def test_bad_search_numbers_are_refused_before_anything_is_written(

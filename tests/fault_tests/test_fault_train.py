@@ -24,6 +24,7 @@ from dicelab.cli import main
 from dicelab.config import config_hash, load_config
 from dicelab.train.rundir import LOCK
 from dicelab.train.trainer import CHECKPOINT, CONFIG, FINAL_WEIGHTS, METRICS, RESULT
+from tmpfs import mounted_tmpfs, resize
 from train_tests.conftest import SMALL
 from train_tests.test_trainer import (
     _count_lines,
@@ -143,23 +144,8 @@ def test_two_trains_on_one_out_never_mix_a_run(data_root: Path, tmp_path: Path) 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A mount point for a tmpfs the test sizes (root only; skipped where mount is refused)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(disk)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not permitted here: {mounted.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "disk", "size=4k") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
-
-
-def resize(disk: Path, size: int) -> None:
-    subprocess.run(["mount", "-o", f"remount,size={size}", str(disk)], check=True)
 
 
 def test_full_disk_during_training_then_resume(
@@ -175,7 +161,7 @@ def test_full_disk_during_training_then_resume(
     page = 4096
     checkpoint_pages = math.ceil((reference / CHECKPOINT).stat().st_size / page)
     # one checkpoint, half of a second one, and pages for config, metrics and the lock
-    resize(small_disk, (checkpoint_pages + checkpoint_pages // 2 + 6) * page)
+    resize(small_disk, str((checkpoint_pages + checkpoint_pages // 2 + 6) * page))
     run = small_disk / "run"
     capsys.readouterr()
     assert main([*argv, "--out", str(run)]) == 2
@@ -187,7 +173,7 @@ def test_full_disk_during_training_then_resume(
     assert load_tensors(run / CHECKPOINT)["epoch"] == 1
     assert [row["epoch"] for row in read_metrics(run)] == [1]
     assert leftovers(run) == []
-    resize(small_disk, 16 * 1024 * 1024)  # space is freed
+    resize(small_disk, "16m")  # space is freed
     assert main([*argv, "--out", str(run), "--resume"]) == 0
     assert_same_run(run, reference)
 

@@ -74,6 +74,11 @@ def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _study_name(args: argparse.Namespace) -> str:
+    """The study a command works on; also refuses an empty ``--out`` (every command that
+    names a study reads or writes its folder)."""
+    from dicelab.cli import folder_argument
+
+    folder_argument("--out", args.out)
     if args.study:
         return str(args.study)
     if args.storage and "://" in args.storage:
@@ -191,10 +196,12 @@ def add_report(parser: argparse.ArgumentParser) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from dicelab.cli import folder_argument
     from dicelab.reports.html import build_report
 
     _quiet_optuna()
-    folder = Path(args.out)
+    folder = folder_argument("--out", args.out)
+    assert folder is not None  # --out has a default
     if not folder.is_dir():
         raise ConfigError("--out", str(folder), "is not a folder of results")
     study = args.study or "search"

@@ -114,8 +114,6 @@ def _holds_images(name: str, root: str) -> bool:
 
 def validate(options: SearchOptions) -> None:
     """Check the options before anything is written."""
-    if not str(options.out).strip():
-        raise ConfigError("--out", options.out, "name the search folder")
     if not (math.isfinite(options.cut_threshold) and 0 <= options.cut_threshold <= 1):
         raise ConfigError(
             "--cut-threshold",
