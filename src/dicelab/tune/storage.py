@@ -316,8 +316,8 @@ def _retry_lost_connections(storage: RDBStorage, shown: str) -> None:
                     time.sleep(pause)
                     pause = min(2 * pause, _MAX_PAUSE_S)
                     continue
-                since = outage.pop("since", None)
-                if since is not None:
+                since = outage.pop("since", -1.0)  # one atomic step: threads share it
+                if since >= 0:
                     _log.warning(
                         "%s: the database is back after %.0f s", FIELD, time.monotonic() - since
                     )
