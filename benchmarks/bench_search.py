@@ -3,6 +3,7 @@
     python benchmarks/bench_search.py samplers --trials 60 --seeds 0 1 2
     python benchmarks/bench_search.py throughput --trials 24
     python benchmarks/bench_search.py ask
+    python benchmarks/bench_search.py append
 
 ``samplers``: PSO (with the authors' sparse start, and without it), random and TPE with the
 same budget on a cheap objective: the paper's 22
@@ -12,6 +13,9 @@ validation accuracy after every tenth of the budget, mean ± std over the seeds.
 workers, on the same search. The two runs go one after the other in this process.
 ``ask``: milliseconds for the PSO sampler to hand out a trial with 100, 1,000 and 10,000
 trials already in a journal file and in memory.
+``append``: microseconds per journal record written by dicelab's journal backend (which
+checks the last record under the lock and rolls a failed write back) and by Optuna's own,
+alternating between the two on files of the same size.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState, create_trial
 
 from dicelab.config import load_config, to_dict
 from dicelab.tune import PSOSampler
+from dicelab.tune._journal import SafeJournalBackend
 from dicelab.tune._pso.sampler import GENERATION, PARTICLE, POSITION
 from dicelab.tune.objective import SearchSpace
 from dicelab.tune.search import SearchOptions, run_search
@@ -154,6 +160,37 @@ def ask(args: argparse.Namespace) -> None:
                 print(f"| {n} | {kind} | {first:.1f} | {rest:.2f} |")
 
 
+def append(args: argparse.Namespace) -> None:
+    record = {
+        "op_code": 5,
+        "worker_id": "0" * 48,
+        "trial_id": 1,
+        "param_name": "label_smoothing",
+        "param_value_internal": 0.123456789,
+        "distribution": '{"name": "FloatDistribution", "attributes": {"low": 0, "high": 1}}',
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        backends = {
+            "dicelab": SafeJournalBackend(str(Path(folder) / "a.journal")),
+            "optuna": JournalFileBackend(str(Path(folder) / "b.journal")),
+        }
+        for backend in backends.values():  # a journal of a few hundred trials' size
+            for _ in range(args.records):
+                backend.append_logs([record])
+        times: dict[str, list[float]] = {name: [] for name in backends}
+        for i in range(args.repeats):
+            for name in sorted(backends, reverse=bool(i % 2)):  # alternate who goes first
+                start = time.perf_counter()
+                backends[name].append_logs([record])
+                times[name].append(time.perf_counter() - start)
+    median = {name: statistics.median(t) * 1e6 for name, t in times.items()}
+    print("| backend | median µs per record |")
+    print("|---|---|")
+    for name, value in median.items():
+        print(f"| {name} | {value:.0f} |")
+    print(f"ratio dicelab / optuna: {median['dicelab'] / median['optuna']:.3f}")
+
+
 def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -174,8 +211,12 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=24)
     p = commands.add_parser("ask")
     p.add_argument("--repeats", type=int, default=21)
+    p = commands.add_parser("append")
+    p.add_argument("--records", type=int, default=5000)
+    p.add_argument("--repeats", type=int, default=3000)
     args = parser.parse_args()
-    {"samplers": samplers, "throughput": throughput, "ask": ask}[args.command](args)
+    run = {"samplers": samplers, "throughput": throughput, "ask": ask, "append": append}
+    run[args.command](args)
 
 
 if __name__ == "__main__":

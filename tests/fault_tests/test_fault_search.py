@@ -169,8 +169,8 @@ def test_a_failed_journal_write_is_rolled_back(
             raise OSError(errno.ENOSPC, "No space left on device")
 
     def failing_open(file: object, mode: str = "r", *args: object, **kwargs: object) -> object:
-        if str(file) == str(path) and mode == "ab":
-            return HalfWriter(str(path), "a")
+        if str(file) == str(path) and mode == "a+b":
+            return HalfWriter(str(path), "a+")
         return real_open(file, mode, *args, **kwargs)  # type: ignore[call-overload]
 
     monkeypatch.setattr("builtins.open", failing_open)

@@ -39,7 +39,7 @@ from dicelab.exceptions import StorageError
 _log = logging.getLogger(__name__)
 
 #: Bytes read at a time when looking backwards for the start of the last line.
-_CHUNK = 1 << 16
+_CHUNK = 4096
 
 #: Errors that mean "no room left": the disk, the user's quota, or the largest file allowed.
 FULL_DISK = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
@@ -70,18 +70,17 @@ def _last_line_start(handle: Any, end: int) -> int:
     return 0
 
 
-def _good_end(path: Path) -> int:
-    """The size ``path`` must be cut to so that it ends with a complete, readable record."""
-    with open(path, "rb") as handle:
-        size = handle.seek(0, os.SEEK_END)
-        if size == 0:
-            return 0
-        handle.seek(size - 1)
-        if handle.read(1) == b"\n":
-            start = _last_line_start(handle, size - 1)
-            handle.seek(start)
-            return size if _is_record(handle.read(size - 1 - start)) else start
+def _good_end(handle: Any, size: int) -> int:
+    """The size a journal of ``size`` bytes, open in ``handle``, must be cut to so that it
+    ends with a complete, readable record."""
+    if size == 0:
+        return 0
+    handle.seek(size - 1)
+    if handle.read(1) != b"\n":
         return _last_line_start(handle, size)
+    start = _last_line_start(handle, size - 1)
+    handle.seek(start)
+    return size if _is_record(handle.read(size - 1 - start)) else start
 
 
 def _set_aside(path: Path, data: bytes, why: str) -> None:
@@ -110,35 +109,35 @@ class SafeJournalBackend(JournalFileBackend):
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode()
-        with get_lock_file(self._lock):
+        # Unbuffered: nothing is left in a buffer to be written after a rollback.
+        with get_lock_file(self._lock), open(self._path, "a+b", buffering=0) as handle:
             try:
-                size = self._trim_damaged_tail()
+                size = self._trim_damaged_tail(handle)
             except OSError as exc:
                 raise self._failure("cannot set its damaged last record aside", exc) from None
             try:
-                with open(self._path, "ab") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
+                rest = memoryview(data)
+                while rest:  # append mode: at the end, wherever the handle was
+                    rest = rest[handle.write(rest) :]
+                os.fsync(handle.fileno())
             except OSError as exc:
                 try:
-                    os.truncate(self._path, size)
+                    handle.truncate(size)
                 except OSError:  # the next append finds the torn line and sets it aside
                     pass
                 raise self._failure("cannot write to it", exc) from None
 
-    def _trim_damaged_tail(self) -> int:
+    def _trim_damaged_tail(self, handle: Any) -> int:
         """Move a torn or unreadable last line aside (under the lock); the file's size."""
-        end = _good_end(self._path)
-        size = self._path.stat().st_size
+        size = handle.seek(0, os.SEEK_END)
+        end = _good_end(handle, size)
         if end < size:
-            with open(self._path, "rb") as handle:
-                handle.seek(end)
-                fragment = handle.read()
+            handle.seek(end)
+            fragment = handle.read()
             torn = not fragment.endswith(b"\n")
             why = "the last record was torn" if torn else "the last record was unreadable"
             _set_aside(self._path, fragment, why)
-            os.truncate(self._path, end)
+            handle.truncate(end)
         return end
 
     def _failure(self, what: str, exc: OSError) -> StorageError:
