@@ -251,6 +251,13 @@ def million_classes():
     return x, y * 100_000, xt, yt
 
 
+def huge_label():
+    x, y, xt, yt = _data()
+    y = y.clone()
+    y[0] = 2**40  # a model of 2**40 + 1 classes would need 5.6e14 bytes
+    return x, y, xt, yt
+
+
 def raises():
     raise FileNotFoundError("/data/missing.csv")
 
@@ -289,6 +296,7 @@ def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
         ("data.name={m}:nan_test", ("{m}:nan_test", "test split has 1280 non-finite")),
         ("data.name={m}:nan_train", ("{m}:nan_train", "train split has 1 non-finite")),
         ("data.name={m}:million_classes", ("data.name", "900001 classes", "Remap")),
+        ("data.name={m}:huge_label", ("data.name", "Remap")),
     ],
 )
 def test_cli_bad_custom_dataset(
@@ -321,3 +329,19 @@ def test_cli_bad_custom_model(
     base = tuple(s for s in SMALL if not s.startswith("model."))  # no VGG options
     code, err, out = run_cli(tmp_path, capsys, f"model.name={user_module}:{function}", base=base)
     assert_one_line_error(code, err, out, "model.name", f"{user_module}:{function}", words)
+
+
+def test_a_search_with_a_model_that_raises_is_one_line(
+    user_module: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: the search crashed at its summary (NaN best) with a traceback."""
+    args = ["search", "--out", str(tmp_path / "s"), "--sampler", "random", "--trials", "2"]
+    base = tuple(s for s in SMALL if not s.startswith("model."))
+    for setting in (*base, f"data.root={tmp_path / 'data'}"):
+        args += ["--set", setting]
+    args += ["--set", f"model.name={user_module}:raises_when_built", "--genes", "dropout"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("dicelab search: error: model.name")
+    assert "raised ValueError: unsupported input shape" in err
