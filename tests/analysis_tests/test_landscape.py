@@ -447,15 +447,16 @@ def test_truncated_weights_are_one_line(
     assert not (tmp_path / "landscape").exists()
 
 
+@pytest.mark.parametrize("command", ["landscape", "hessian"])
 @pytest.mark.parametrize("name", ["../../x", "a/b", "..", ".", "", "/tmp/x"])
 def test_name_must_be_a_plain_file_name(
-    finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+    finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, command: str
 ) -> None:
-    """--name is a file name inside OUT/landscape, never a path out of it."""
+    """--name is a file name inside OUT/landscape (OUT/hessian), never a path out of it."""
     out = tmp_path / "out"
-    assert main(["landscape", str(finished_run), "--out", str(out), "--name", name]) == 2
+    assert main([command, str(finished_run), "--out", str(out), "--name", name]) == 2
     assert f"--name: got {name!r}; must be a plain file name" in error_line(
-        capsys.readouterr().err, "landscape"
+        capsys.readouterr().err, command
     )
     assert list(tmp_path.iterdir()) == []
 
