@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from dicelab._process import alive
+
 # The temporary file of a write: the target's name, the writer's pid and host, a random tag.
 # Names written before the host was recorded (``.<target>.<pid>.<tag>.tmp``) still match.
 _TEMP = re.compile(
@@ -29,19 +31,6 @@ _TEMP = re.compile(
 def _host() -> str:
     """This machine's name as it appears in temporary file names (letters, digits, _ and -)."""
     return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:64]
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process with ``pid`` exists on this host (one of another user counts)."""
-    if pid <= 0:
-        return True  # not a pid we can test: keep the file
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def remove_stale_temps(folder: Path) -> list[Path]:
@@ -63,7 +52,7 @@ def remove_stale_temps(folder: Path) -> list[Path]:
             continue
         if match["host"] is not None and match["host"] != host:
             continue
-        if _alive(int(match["pid"])):
+        if alive(int(match["pid"])):
             continue
         path = folder / name
         try:

@@ -15,11 +15,11 @@ import socket
 import threading
 import time
 from collections.abc import Iterable
-from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from dicelab._process import alive
 from dicelab.tune import _optuna_compat as compat
 
 _log = logging.getLogger(__name__)
@@ -45,26 +45,10 @@ def fail_dead_workers(study: optuna.Study, trials: Iterable[FrozenTrial] | None 
         if t.state != TrialState.RUNNING or t.system_attrs.get(HOST) != host:
             continue
         pid = t.system_attrs.get(PID)
-        if isinstance(pid, int) and pid != me and not _alive(pid) and compat.fail_trial(study, t):
+        if isinstance(pid, int) and pid != me and not alive(pid) and compat.fail_trial(study, t):
             _log.warning("trial %d: its worker (pid %d) is gone; marked failed", t.number, pid)
             failed += 1
     return failed
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie (a killed worker whose parent died
-    too stays a zombie until someone reaps it, which a container's init may never do)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:  # no /proc (macOS) or gone meanwhile
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def exit_with_parent(parent: int, *, poll_s: float = 0.5, grace_s: float = 10.0) -> None:
