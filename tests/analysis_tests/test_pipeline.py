@@ -52,7 +52,7 @@ def load_best(out: Path) -> dict[str, float]:
 def test_categories_follow_the_techniques_and_the_authors_grouping() -> None:
     by_name = {g.name: category_of(g) for g in GENES}
     assert by_name["rotation"] == "data" and by_name["dropout"] == "model"
-    assert by_name["loss noise"] == "learning" and by_name["gradient dropout"] == "optimization"
+    assert by_name["loss_noise"] == "learning" and by_name["gradient_dropout"] == "optimization"
     assert by_name["lr"] == by_name["optimizer"] == by_name["batch"] == "optimization"
 
 

@@ -247,4 +247,21 @@ def test_list_techniques_and_space(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", "space"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 + len(GENES)
-    assert "weight noise" in lines[20] and "x >= 6 is off" in lines[20]
+    assert "weight_noise" in lines[20] and "x >= 6 is off" in lines[20]
+
+
+def test_a_reader_that_goes_away_is_not_an_error() -> None:
+    """`dicelab list space | head -1`: when the reader closes the pipe first, the command
+    exits quietly (it printed "error: a file: Broken pipe" before)."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dicelab", "list", "space"], stdout=write, stderr=subprocess.PIPE
+    )
+    os.close(write)
+    os.close(read)  # gone before the command (still importing) writes anything
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 0 and err == b"", err

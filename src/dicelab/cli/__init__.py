@@ -153,9 +153,8 @@ def _list_space() -> None:
     print(f"{'#':>2} {'gene':<17} {'bounds':<14} {'baseline':<9} {'sets':<32} decoding")
     for i, gene in enumerate(GENES):
         span = f"[{gene.low:g}, {gene.high:g}]"
-        print(
-            f"{i:>2} {gene.name:<17} {span:<14} {gene.baseline:<9g} {gene.target:<32} {gene.rule}"
-        )
+        rule = f"{gene.rule} (the authors' {gene.authors!r})" if gene.authors else gene.rule
+        print(f"{i:>2} {gene.name:<17} {span:<14} {gene.baseline:<9g} {gene.target:<32} {rule}")
 
 
 def _stderr(line: str) -> None:
@@ -225,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     except DicelabError as err:
         print(f"dicelab {args.command}: error: {err}", file=sys.stderr)
         return err.exit_code
+    except BrokenPipeError:  # the reader went away (`dicelab list space | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as err:  # last resort: a file problem no command reported itself
         where = err.filename if err.filename is not None else "a file"
         print(f"dicelab {args.command}: error: {where}: {err.strerror or err}", file=sys.stderr)
