@@ -394,3 +394,14 @@ def test_baseline_start_puts_the_baseline_in_the_first_generation(
     assert firsts[0].params == {"lr": 3.0, "dropout": 0.0}  # the baseline
     assert study.user_attrs["dicelab"]["baseline_start"] is True
     assert options_from_study(str(tmp_path), None, "search").baseline_start
+
+
+def test_cmaes_sampler_starts_at_the_baseline(data_root: Path, tmp_path: Path) -> None:
+    """`--sampler cmaes`: Optuna's CMA-ES with a population of `--particles`, centred on the
+    no-randomness baseline; its trials carry CMA-ES's generation tags."""
+    opts = options(data_root, tmp_path, genes=["lr", "dropout"], sampler="cmaes", trials=5)
+    opts.particles = 4
+    run_search(opts)
+    study = load(tmp_path)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 5
+    assert any(key.startswith("cma:") for t in study.trials for key in t.system_attrs)

@@ -16,7 +16,10 @@ def add_search(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     _add_study_arguments(parser)
     parser.add_argument(
-        "--sampler", default="pso", choices=("pso", "random", "tpe"), help="default: pso"
+        "--sampler",
+        default="pso",
+        choices=("pso", "random", "tpe", "cmaes"),
+        help="pso (default), random, tpe, or cmaes (CMA-ES from the baseline)",
     )
     parser.add_argument(
         "--genes",

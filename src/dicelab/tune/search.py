@@ -21,6 +21,7 @@ import math
 import multiprocessing
 import os
 import sys
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -67,7 +68,7 @@ class SearchOptions:
     out: str = "runs/search"
     storage: str | None = None  # default: <out>/study.journal
     study: str = "search"
-    sampler: Literal["pso", "random", "tpe"] = "pso"
+    sampler: Literal["pso", "random", "tpe", "cmaes"] = "pso"
     genes: list[str] | None = None  # default: the paper's 22
     particles: int = 22
     sparse: int = 4  # optional genes on per starting particle; 0 = uniform start
@@ -187,6 +188,16 @@ def _sampler(
         return optuna.samplers.RandomSampler(seed=options.seed + worker)
     if options.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=options.seed + worker)
+    if options.sampler == "cmaes":
+        # Started from the no-randomness baseline (the centre of the authors' sparse start:
+        # every optional technique off), a population the size of the swarm.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.CmaEsSampler(
+                x0=space.baseline_params(),
+                popsize=options.particles,
+                seed=options.seed + worker,
+            )
     return PSOSampler(
         space.distributions(),
         n_particles=options.particles,
