@@ -181,14 +181,17 @@ def _fragment(genes: Iterable[tuple[Gene, float]]) -> dict[str, Any]:
     return fragment
 
 
-def format_number(value: float) -> str:
+def format_number(value: float, *, scientific: bool = False) -> str:
     """A real value as a person writes it: ``1e-3`` rather than ``0.001`` or a gene code,
-    three significant digits, plain notation between 0.01 and 10,000.
+    three significant digits, plain notation between 0.01 and 10,000 unless ``scientific``
+    (learning rates and noise scales read best as powers of ten).
 
     >>> [format_number(v) for v in (1e-3, 2.5e-4, 0.25, 128.0, 0.0, 12345.0)]
     ['1e-3', '2.5e-4', '0.25', '128', '0', '1.23e4']
+    >>> format_number(0.0292, scientific=True)
+    '2.92e-2'
     """
-    if value == 0 or (1e-2 <= abs(value) < 1e4):
+    if value == 0 or (not scientific and 1e-2 <= abs(value) < 1e4):
         return f"{value:.3g}"
     mantissa, exponent = f"{value:.2e}".split("e")
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
@@ -216,5 +219,5 @@ def readable(params: Mapping[str, float]) -> dict[str, str]:
         elif gene.technique is not None and value == 0:
             shown[name] = "off"
         else:
-            shown[name] = format_number(float(value))
+            shown[name] = format_number(float(value), scientific=gene.rule.startswith("10^-x"))
     return shown

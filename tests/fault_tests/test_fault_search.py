@@ -381,7 +381,8 @@ def test_a_search_in_which_every_trial_diverges_ends_with_a_summary(
     )
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
-    assert "no best configuration: 2 trials, none completed, 2 failed" in result.stderr
+    assert "no best configuration: 2 trials, none completed, 2 failed" in result.stdout
+    assert "failed: the training loss became NaN" in result.stderr  # the progress lines
     summary = json.loads((out / "search.json").read_text())
     assert summary["best"] is None and summary["trials"]["fail"] == 2
     assert not (out / "best.yaml").exists()
@@ -553,3 +554,37 @@ def test_a_postgres_outage_longer_than_the_retry_window_is_one_line(
     study = _pg_study(postgres_db)
     assert {n: study.trials[n].value for n in kept} == kept
     assert len(_counted(study)) == 6
+
+
+@pytest.mark.parametrize(
+    ("sampler", "particles", "trials", "generations", "expected"),
+    [
+        ("pso", 2, 3, None, 3),  # a budget that ends inside a generation
+        ("pso", 2, None, 2, 4),  # generations alone
+        ("pso", 3, 10, 2, 6),  # the generations end first
+        ("pso", 3, 4, 2, 4),  # the budget ends first
+        ("random", 2, 3, None, 3),
+    ],
+)
+def test_every_combination_of_stopping_rules_counts_exactly(
+    data_root: Path,
+    tmp_path: Path,
+    sampler: str,
+    particles: int,
+    trials: int | None,
+    generations: int | None,
+    expected: int,
+) -> None:
+    """The summary counts exactly what the rules allow, no trial is left unused by a single
+    worker, and running the same search again adds nothing."""
+    opts = options(
+        data_root, tmp_path, genes=["lr"], sampler=sampler, trials=trials,
+        generations=generations, quiet=True,
+    )  # fmt: skip
+    opts.particles = particles
+    for _ in range(2):
+        summary = run_search(opts)
+        assert summary["counted"] == expected
+        study = load(tmp_path)
+        assert sum(counts(t) for t in study.trials) == expected
+        assert not [t for t in study.trials if t.state == TrialState.RUNNING]

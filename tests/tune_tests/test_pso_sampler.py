@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from dicelab.tune import NO_RETRY, PSOSampler, SparseInit, SwarmFinished
 from dicelab.tune._pso._swarm import Coefficients, Encoding, advance, initial_swarm
-from dicelab.tune._pso.sampler import GENERATION, PARTICLE, POSITION
+from dicelab.tune._pso.sampler import EXTRA, GENERATION, PARTICLE, POSITION
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -267,20 +267,37 @@ def test_untagged_trials_are_ignored() -> None:
     assert sampler.best(study)[0] > 0.0  # the hand-made optimum is not the swarm's
 
 
-def test_stopping_rules_raise_swarm_finished() -> None:
+def test_stopping_rules_end_a_plain_optimize_cleanly() -> None:
+    """Before: a plain study.optimize raised SwarmFinished and left a FAIL trial; now the
+    study stops after the last generation, and a later optimize evaluates the best once
+    (an extra trial, not part of the swarm) and stops."""
     sampler = PSOSampler(space(2), n_particles=2, seed=0, max_generations=2)
     study = optuna.create_study(sampler=sampler)
-    study.optimize(sphere(2), n_trials=4)
-    assert sampler.finished(study)
-    with pytest.raises(SwarmFinished):
-        study.optimize(sphere(2), n_trials=1)
-    assert len([t for t in study.trials if GENERATION in t.system_attrs]) == 4
+    study.optimize(sphere(2), n_trials=50)
+    assert len(study.trials) == 4 and sampler.finished(study)
+    assert {t.state for t in study.trials} == {TrialState.COMPLETE}
+    study.optimize(sphere(2), n_trials=50)
+    extra = study.trials[4]
+    assert len(study.trials) == 5 and extra.state == TrialState.COMPLETE
+    assert extra.system_attrs[EXTRA] is True and GENERATION not in extra.system_attrs
+    assert extra.value == pytest.approx(sampler.best(study)[0])  # the swarm's best, again
 
     patient = PSOSampler(space(2), n_particles=2, seed=0, patience=2)
     flat = optuna.create_study(sampler=patient)
-    flat.optimize(lambda t: float(point(t, 2)[0] * 0 + 1.0), n_trials=20, catch=(SwarmFinished,))
+    flat.optimize(lambda t: float(point(t, 2)[0] * 0 + 1.0), n_trials=20)
     # generation 0 set the best; generations 1 and 2 did not improve it
     assert patient.generation(flat) == 3 and patient.finished(flat)
+    assert {t.state for t in flat.trials} == {TrialState.COMPLETE} and len(flat.trials) <= 7
+
+
+def test_swarm_finished_is_raised_on_request() -> None:
+    sampler = PSOSampler(space(2), n_particles=2, seed=0, max_generations=2)
+    sampler.raise_when_finished = True
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(sphere(2), n_trials=4)
+    with pytest.raises(SwarmFinished):
+        study.optimize(sphere(2), n_trials=1)
+    assert len([t for t in study.trials if GENERATION in t.system_attrs]) == 4
 
 
 def test_sparse_start_and_initial_params() -> None:

@@ -19,7 +19,7 @@ t-test p-value. The best configuration and the full baseline are the two referen
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -91,8 +91,10 @@ def ablate(
     epochs: int | None = None,
     repeats: int = 3,
     workers: int = 1,
+    say: Callable[[str], None] | None = None,
 ) -> list[AblationRow]:
-    """Retrain the best configuration and every ablation of it; write ablation.json/.md."""
+    """Retrain the best configuration and every ablation of it; write ablation.json/.md.
+    ``say`` gets one progress line per finished run."""
     study = open_study(options)
     best = dict(best_trial(study).params)
     space = options.space()
@@ -111,7 +113,12 @@ def ablate(
         params = {**best, **{gene: baseline[gene] for gene in reset}}
         configs[_folder(name)] = configure(base, space, params)
     results = retrain(
-        configs, Path(options.out) / "ablate", epochs=epochs, repeats=repeats, workers=workers
+        configs,
+        Path(options.out) / "ablate",
+        epochs=epochs,
+        repeats=repeats,
+        workers=workers,
+        say=say,
     )
     best_result = results["best"]
     rows = []

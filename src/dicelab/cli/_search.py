@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from dicelab.exceptions import ConfigError
@@ -69,6 +69,9 @@ def add_search(parser: argparse.ArgumentParser) -> None:
 def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/search", help="search folder (%(default)s)")
     parser.add_argument(
+        "--quiet", action="store_true", help="no progress line per finished trial or run"
+    )
+    parser.add_argument(
         "--storage",
         help="journal file path or database URL (default: <out>/study.journal); with a "
         "database URL --study is required",
@@ -91,6 +94,13 @@ def _study_name(args: argparse.Namespace) -> str:
     return "search"
 
 
+def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
+    """Where progress lines go: standard error, or nowhere with ``--quiet``."""
+    from dicelab._progress import stderr
+
+    return None if args.quiet else stderr
+
+
 def _quiet_optuna() -> None:
     import optuna
 
@@ -99,7 +109,7 @@ def _quiet_optuna() -> None:
 
 def run_search(args: argparse.Namespace) -> int:
     from dicelab.config import load_config, to_dict
-    from dicelab.tune.search import SearchOptions
+    from dicelab.tune.search import BEST_CONFIG, SUMMARY, SearchOptions, summary_lines
     from dicelab.tune.search import run_search as search
 
     _quiet_optuna()
@@ -124,14 +134,17 @@ def run_search(args: argparse.Namespace) -> int:
         baseline_start=args.baseline_start,
         workers=args.workers,
         threads=args.threads,
+        quiet=args.quiet,
         config=to_dict(config),
     )
     summary = search(options)
-    print(json.dumps(summary, indent=2))
+    for line in summary_lines(summary, options.space()):
+        print(line)
+    out = Path(args.out)
     if summary["best"] is None:
-        print(f"no best configuration: {summary['no_best']}", file=sys.stderr)
+        print(f"summary in {out / SUMMARY}", file=sys.stderr)
         return 1
-    print(f"best configuration written to {Path(args.out) / 'best.yaml'}")
+    print(f"summary in {out / SUMMARY}; best configuration in {out / BEST_CONFIG}")
     return 0
 
 
@@ -148,7 +161,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     _quiet_optuna()
     options = options_from_study(args.out, args.storage, _study_name(args))
-    summary = evaluate(options, epochs=args.epochs, repeats=args.repeats, workers=args.workers)
+    summary = evaluate(
+        options,
+        epochs=args.epochs,
+        repeats=args.repeats,
+        workers=args.workers,
+        say=_progress(args),
+    )
     print(markdown(summary))
     return 0
 
@@ -166,7 +185,13 @@ def run_ablate(args: argparse.Namespace) -> int:
 
     _quiet_optuna()
     options = options_from_study(args.out, args.storage, _study_name(args))
-    ablate(options, epochs=args.epochs, repeats=args.repeats, workers=args.workers)
+    ablate(
+        options,
+        epochs=args.epochs,
+        repeats=args.repeats,
+        workers=args.workers,
+        say=_progress(args),
+    )
     print((Path(args.out) / ABLATION_MD).read_text())
     return 0
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import statistics
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import optuna
 from optuna.trial import TrialState
 
 from dicelab import _atomic
+from dicelab._progress import Progress
 from dicelab.config import RunConfig, config_hash, from_dict, to_dict
 from dicelab.exceptions import ConfigError, RunError
 from dicelab.train import Trainer
@@ -42,19 +44,21 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     return max(done, key=lambda t: (float(t.value or 0.0), -t.number))
 
 
-def _run(job: tuple[dict[str, Any], str, int]) -> float:
-    """Train one configuration in its run folder (resuming); its test accuracy."""
+def _run(job: tuple[dict[str, Any], str, int]) -> tuple[float, bool]:
+    """Train one configuration in its run folder (resuming); its test accuracy, and whether
+    it was read back from an earlier finished run."""
     data, run_dir, threads = job
     import torch
 
     torch.set_num_threads(threads)
     config = from_dict(data)
     result = finished_result(Path(run_dir), config_hash(config))  # before any data loads
+    read_back = result is not None
     if result is None:
         result = Trainer(config, run_dir=run_dir).fit(resume=True)
     if result.status != "completed" or result.test_acc is None:
         raise RunError(f"{run_dir}: the run {result.status}: {result.message}")
-    return result.test_acc
+    return result.test_acc, read_back
 
 
 def _final(config: RunConfig, epochs: int | None, seed: int) -> dict[str, Any]:
@@ -83,11 +87,13 @@ def retrain(
     epochs: int | None,
     repeats: int,
     workers: int = 1,
+    say: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Train each configuration ``repeats`` times on the full training set (seeds ``seed``,
     ``seed + 1``, ...) in ``out/<name>-seed<s>``; per name: test accuracies, mean, std, error.
 
     Finished runs are read back and interrupted ones resume, so this can be repeated.
+    ``say`` gets one line per finished run (its test accuracy, the time so far and left).
     """
     check_protocol(epochs, repeats, workers)
     jobs = []
@@ -96,12 +102,24 @@ def retrain(
         for r in range(repeats):
             seed = config.seed + r
             jobs.append((_final(config, epochs, seed), str(out / f"{name}-seed{seed}"), threads))
+    progress = Progress(len(jobs), say)
+
+    def finished(index: int, outcome: tuple[float, bool]) -> float:
+        accuracy, read_back = outcome
+        how = "read back" if read_back else "trained"
+        progress.step(f"{Path(jobs[index][1]).name}: test accuracy {accuracy:.4f} ({how})")
+        return accuracy
+
+    accuracies: list[float] = [0.0] * len(jobs)
     if workers == 1:
-        accuracies = [_run(job) for job in jobs]
+        for i, job in enumerate(jobs):
+            accuracies[i] = finished(i, _run(job))
     else:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            accuracies = list(pool.map(_run, jobs))
+            futures = {pool.submit(_run, job): i for i, job in enumerate(jobs)}
+            for future in as_completed(futures):
+                accuracies[futures[future]] = finished(futures[future], future.result())
     results: dict[str, dict[str, Any]] = {}
     for i, name in enumerate(configs):
         accs = accuracies[i * repeats : (i + 1) * repeats]
@@ -121,8 +139,10 @@ def evaluate(
     epochs: int | None = None,
     repeats: int = 5,
     workers: int = 1,
+    say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Retrain the best and the baseline configuration ``repeats`` times; the summary."""
+    """Retrain the best and the baseline configuration ``repeats`` times; the summary.
+    ``say`` gets one progress line per finished run."""
     check_protocol(epochs, repeats, workers)
     study = open_study(options)
     best = best_trial(study)
@@ -133,7 +153,12 @@ def evaluate(
         "baseline": configure(base, space, space.baseline_params()),
     }
     results = retrain(
-        configs, Path(options.out) / "evaluate", epochs=epochs, repeats=repeats, workers=workers
+        configs,
+        Path(options.out) / "evaluate",
+        epochs=epochs,
+        repeats=repeats,
+        workers=workers,
+        say=say,
     )
     summary: dict[str, Any] = {
         "study": options.study,

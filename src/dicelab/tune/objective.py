@@ -16,7 +16,6 @@ or weights) fails with the reason (the user attribute ``pso_no_retry``), and is 
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,8 +30,6 @@ from dicelab.exceptions import ConfigError, UnknownNameError
 from dicelab.techniques import TECHNIQUES
 from dicelab.train import Trainer
 from dicelab.tune._pso.sampler import NO_RETRY, SparseInit
-
-_log = logging.getLogger(__name__)
 
 
 def _needs_images(gene: paper_space.Gene) -> bool:
@@ -144,6 +141,10 @@ class SearchObjective:
         }
         config = configure(self.base, self.space, params)
         trial.set_user_attr("config_hash", config_hash(config))
+        # The real values (lr 1e-3, adam, off) beside the gene codes, for every reader of the
+        # storage (optuna-dashboard shows user attributes).
+        for name, value in paper_space.readable(params).items():
+            trial.set_user_attr(name, value)
 
         def on_epoch(row: dict[str, Any]) -> str | None:
             accuracy = row["val_acc"]
@@ -161,7 +162,6 @@ class SearchObjective:
             # NaN makes Optuna record the trial as FAIL; the mark tells the PSO sampler that
             # retrying the same position would diverge again.
             trial.set_user_attr(NO_RETRY, result.message)
-            _log.warning("trial %d failed: %s", trial.number, result.message)
             return math.nan
         if result.status == "stopped":
             trial.set_user_attr("stopped", result.message)

@@ -30,11 +30,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from dicelab import _atomic
+from dicelab._progress import Progress, stderr
 from dicelab.config import RunConfig, from_dict, to_dict, to_yaml
 from dicelab.data import load_data
 from dicelab.exceptions import ConfigError, DicelabError
+from dicelab.paper_space import readable
 from dicelab.tune import _optuna_compat as compat
-from dicelab.tune._pso.sampler import NO_RETRY, PSOSampler, SwarmFinished
+from dicelab.tune._pso.sampler import GENERATION, NO_RETRY, PARTICLE, PSOSampler, SwarmFinished
 from dicelab.tune._workers import exit_with_parent, fail_dead_workers
 from dicelab.tune.objective import SearchObjective, SearchSpace, configure
 from dicelab.tune.storage import describe_storage, open_storage
@@ -83,6 +85,7 @@ class SearchOptions:
     baseline_start: bool = False  # PSO: the first particle starts at the no-randomness baseline
     workers: int = 1
     threads: int | None = None
+    quiet: bool = False  # no progress line per finished trial
     config: dict[str, Any] = field(default_factory=dict)  # the base RunConfig, as data
 
     def definition(self) -> dict[str, Any]:
@@ -207,6 +210,7 @@ def _sampler(
         initial_params=initial,
         max_generations=options.generations,
         patience=options.patience,
+        raise_when_finished=True,  # a surplus trial ends unused at once, never trained
     )
 
 
@@ -274,6 +278,57 @@ def _guarded(objective: SearchObjective, stop: _Stop) -> Any:
     return run
 
 
+def settings_text(params: dict[str, float], space: SearchSpace) -> str:
+    """The genes of ``params`` that differ from the baseline, in real values
+    (``lr 1e-2, optimizer adam, dropout 0.2``), or ``baseline``."""
+    shown, baseline = readable(params), readable(space.baseline_params())
+    changed = [f"{name} {value}" for name, value in shown.items() if value != baseline[name]]
+    return ", ".join(changed) or "baseline"
+
+
+class _TrialLines:
+    """Callback: one progress line per trial this worker finished: which trial, the settings
+    that differ from the baseline, its result, the best so far, the time so far and left."""
+
+    def __init__(
+        self, study: optuna.Study, space: SearchSpace, total: int | None, say: Any
+    ) -> None:
+        self.space = space
+        done = sum(1 for t in study.get_trials(deepcopy=False) if counts(t))
+        self.progress = Progress(total, say, done=done)
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if UNUSED in trial.system_attrs or self.progress.say is None:
+            return
+        trials = study.get_trials(deepcopy=False)
+        values = [float(t.value) for t in trials if t.state == TrialState.COMPLETE and t.value]
+        where = f"trial {trial.number}"
+        if GENERATION in trial.system_attrs:
+            where += f" (generation {trial.system_attrs[GENERATION]}, "
+            where += f"particle {trial.system_attrs[PARTICLE]})"
+        if trial.state == TrialState.COMPLETE:
+            outcome = f"val acc {trial.value:.4f}"
+            if "stopped" in trial.user_attrs:
+                outcome += " (cut)"
+        elif trial.state == TrialState.PRUNED:
+            outcome = "pruned"
+        elif NO_RETRY in trial.user_attrs:
+            outcome = f"failed: {trial.user_attrs[NO_RETRY]}"
+        else:
+            outcome = "failed (evaluated again later)"
+        best = f"best {max(values):.4f}" if values else "no best yet"
+        text = f"{where}: {settings_text(trial.params, self.space)} -> {outcome}; {best}"
+        self.progress.step(text, done=sum(1 for t in trials if counts(t)))
+
+
+def _total(options: SearchOptions, particles: int) -> int | None:
+    """How many trials the stopping rules allow at most (None: unknown, patience alone)."""
+    limits = [options.trials] if options.trials else []
+    if options.sampler == "pso" and options.generations:
+        limits.append(options.generations * particles)
+    return min(limits) if limits else None
+
+
 def _optimize(
     options: SearchOptions,
     study: optuna.Study,
@@ -281,6 +336,7 @@ def _optimize(
     base: RunConfig,
     space: SearchSpace,
     budget: int | None,
+    total: int | None,
 ) -> None:
     study.sampler = sampler
     study.pruner = _pruner(options)
@@ -290,7 +346,8 @@ def _optimize(
     stop = _Stop(budget, sampler)
     if stop.reached(study):
         return
-    study.optimize(_guarded(objective, stop), callbacks=[stop])
+    lines = _TrialLines(study, space, total, None if options.quiet else stderr)
+    study.optimize(_guarded(objective, stop), callbacks=[stop, lines])
 
 
 def screened_starts(options: SearchOptions, study: optuna.Study) -> list[dict[str, float]]:
@@ -321,13 +378,15 @@ def work(options: SearchOptions, worker: int = 0) -> None:
         data = to_dict(base)
         data["train"]["epochs"] = options.screen_epochs
         short = from_dict(data)
-        _optimize(options, screen, screen_sampler, short, space, None)
+        _optimize(options, screen, screen_sampler, short, space, None, options.screen)
         initial = screened_starts(options, screen)
     study = open_study(options)
     if options.baseline_start:
         initial = [space.baseline_params(), *initial]
     sampler = _sampler(options, space, worker, initial)
-    _optimize(options, study, sampler, base, space, options.trials)
+    _optimize(
+        options, study, sampler, base, space, options.trials, _total(options, options.particles)
+    )
 
 
 def _user_error(exc: BaseException) -> DicelabError | None:
@@ -427,7 +486,12 @@ def summarize(options: SearchOptions) -> dict[str, Any]:
     if completed:
         best = max(completed, key=lambda t: (float(t.value or 0.0), -t.number))
         config = configure(options.base(), options.space(), best.params)
-        summary["best"] = {"trial": best.number, "value": best.value, "params": best.params}
+        summary["best"] = {
+            "trial": best.number,
+            "value": best.value,
+            "params": best.params,
+            "settings": readable(best.params),
+        }
         _atomic.write_text(Path(options.out) / BEST_CONFIG, to_yaml(config))
     else:
         summary["no_best"] = _why_no_best(trials)
@@ -439,6 +503,28 @@ def summarize(options: SearchOptions) -> dict[str, Any]:
         summary["swarm_best"] = swarm_best if math.isfinite(swarm_best) else None
     _atomic.write_json(Path(options.out) / SUMMARY, summary)
     return summary
+
+
+def summary_lines(summary: dict[str, Any], space: SearchSpace) -> list[str]:
+    """A search's summary (``search.json``) as a few readable lines for the terminal."""
+    states = summary["trials"]
+    lines = [
+        f"search {summary['study']!r}: {summary['counted']} trials counted "
+        f"({states['complete']} complete, {states['pruned']} pruned, {states['fail']} failed)"
+    ]
+    if "generation" in summary:
+        swarm = summary["swarm_best"]
+        lines[0] += f"; the swarm is in generation {summary['generation']}"
+        if swarm is None:
+            lines[0] += " (no generation complete yet)"
+    best = summary["best"]
+    if best is None:
+        lines.append(f"no best configuration: {summary['no_best']}")
+        return lines
+    settings = settings_text(best["params"], space)
+    lines.append(f"best: trial {best['trial']}, validation accuracy {best['value']:.4f}")
+    lines.append(f"  {settings} (every other setting as in the base configuration)")
+    return lines
 
 
 def _why_no_best(trials: list[FrozenTrial]) -> str:

@@ -62,6 +62,9 @@ PARTICLE = "pso:particle"
 POSITION = "pso:position"
 _CLAIM_ATTEMPTS = 5
 
+#: System attribute of a trial that evaluated the swarm's best after it stopped (no particle).
+EXTRA = "pso:extra"
+
 #: User attribute: a failed trial carrying it counts as evaluated (fitness −∞), not retried.
 NO_RETRY = "pso_no_retry"
 
@@ -115,9 +118,16 @@ class PSOSampler(BaseSampler):
         patience: stop handing out particles after this many complete generations without
             a better global best.
         poll_interval: seconds between storage polls while waiting for a generation.
+        raise_when_finished: raise :class:`SwarmFinished` for a trial that asks for a
+            particle once a stopping rule is met (default: evaluate the best position).
 
-    When a stopping rule is met, sampling raises :class:`SwarmFinished`; stop the study
-    (``study.stop()``) from a callback that checks :meth:`finished`.
+    When a stopping rule is met, the sampler stops the study (``study.stop()``) after the
+    trial that met it, so a plain ``study.optimize(objective, n_trials=...)`` ends cleanly: no
+    exception, no failed trial. A trial that still asks for a particle after that (another
+    thread or process was already starting one) is given the swarm's best position, tagged
+    ``pso:extra``, and does not feed the swarm. With ``raise_when_finished=True`` such a trial
+    raises :class:`SwarmFinished` instead (dicelab's search does this so that it never
+    trains a surplus trial).
 
     Example:
         >>> import optuna
@@ -127,6 +137,14 @@ class PSOSampler(BaseSampler):
         >>> study.optimize(lambda t: t.suggest_float("x", -5, 5) ** 2, n_trials=20)
         >>> sampler.generation(study)
         5
+
+        Stopping after three generations ends ``optimize`` cleanly, whatever ``n_trials``:
+
+        >>> sampler = PSOSampler(space, n_particles=4, seed=0, max_generations=3)
+        >>> study = optuna.create_study(sampler=sampler)
+        >>> study.optimize(lambda t: t.suggest_float("x", -5, 5) ** 2, n_trials=100)
+        >>> len(study.trials), {t.state.name for t in study.trials}
+        (12, {'COMPLETE'})
     """
 
     def __init__(
@@ -145,6 +163,7 @@ class PSOSampler(BaseSampler):
         max_generations: int | None = None,
         patience: int | None = None,
         poll_interval: float = 1.0,
+        raise_when_finished: bool = False,
     ) -> None:
         if not search_space:
             raise ValueError("PSOSampler needs a non-empty search_space")
@@ -167,6 +186,7 @@ class PSOSampler(BaseSampler):
         self.max_generations = max_generations
         self.patience = patience
         self.poll_interval = poll_interval
+        self.raise_when_finished = raise_when_finished
         self._random = RandomSampler(seed=seed)
         self._memo: dict[tuple[str, int], Swarm] = {}  # (study, generation) → swarm
         self._latest: dict[str, int] = {}  # study → its latest generation computed
@@ -193,6 +213,12 @@ class PSOSampler(BaseSampler):
             if claimed is not None and self._holds(study, trial.number, claimed):
                 break
             view = self._wait_for_free_particle(study, quiet)
+            if view is None:  # the swarm has stopped: an extra evaluation of its best
+                study.stop()
+                compat.set_trial_system_attr(study, tid, EXTRA, True)
+                swarm = self._memo[(study.study_name, self._latest.get(study.study_name, 0))]
+                assert swarm.gbest_x is not None  # a stopping rule needs a finished generation
+                return self._enc.decode(swarm.gbest_x)
             quiet = True
             # Workers that wake together at a generation barrier would all take the first
             # free particle; starting from the trial number spreads them out.
@@ -211,13 +237,15 @@ class PSOSampler(BaseSampler):
         generation, particle = claimed
         return self._enc.decode(self._memo[(study.study_name, generation)].x[particle])
 
-    def _wait_for_free_particle(self, study: optuna.Study, quiet: bool) -> _View:
-        """The swarm's view once a particle of the open generation is free (SwarmFinished
-        once a stopping rule is met)."""
+    def _wait_for_free_particle(self, study: optuna.Study, quiet: bool) -> _View | None:
+        """The swarm's view once a particle of the open generation is free; None (or
+        SwarmFinished, with ``raise_when_finished``) once a stopping rule is met."""
         while True:
             view = self._view(study)
             if self._finished(view):
-                raise SwarmFinished(f"the swarm stopped at generation {view.generation}")
+                if self.raise_when_finished:
+                    raise SwarmFinished(f"the swarm stopped at generation {view.generation}")
+                return None
             if view.free:
                 return view
             if not quiet:
@@ -256,6 +284,27 @@ class PSOSampler(BaseSampler):
 
     def reseed_rng(self) -> None:
         self._random.reseed_rng()
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        """Stop the study once a stopping rule is met, as Optuna's GridSampler does when its
+        grid is done. Optuna calls this before it stores the trial's state, so a trial that
+        completes the last generation allowed by ``max_generations`` stops the study itself
+        (with ``patience``, the trial after the rule is met is an extra one, see above)."""
+        if self.max_generations is None and self.patience is None:
+            return
+        view = self._view(study)
+        last = not view.free and [t.number for t in view.busy] == [trial.number]
+        complete = view.generation + 1 if last else view.generation
+        if self._finished(view) or (
+            self.max_generations is not None and complete >= self.max_generations
+        ):
+            study.stop()
 
     # -- progress, for termination rules --------------------------------------------------
 
