@@ -143,8 +143,8 @@ class SearchObjective:
         trial.set_user_attr("config_hash", config_hash(config))
         # The real values (lr 1e-3, adam, off) beside the gene codes, for every reader of the
         # storage (optuna-dashboard shows user attributes).
-        for name, value in paper_space.readable(params).items():
-            trial.set_user_attr(name, value)
+        for name, shown in paper_space.readable(params).items():
+            trial.set_user_attr(name, shown)
 
         def on_epoch(row: dict[str, Any]) -> str | None:
             accuracy = row["val_acc"]
