@@ -67,7 +67,8 @@ def test_hash_changes_with_any_value() -> None:
         ("train.epochs=1.5", "train.epochs", "integer"),
         ("train.epochs=0", "train.epochs", ">= 1"),
         ("data.val_fraction=1", "data.val_fraction", "(0, 1)"),
-        ("train.recalibrate_bn=maybe", "train.recalibrate_bn", "true or false"),
+        ("train.recalibrate_bn=maybe", "train.recalibrate_bn", "must be true, false or auto"),
+        ("train.recalibrate_bn=1", "train.recalibrate_bn", "must be true, false or auto"),
         ("device=gpu", "device", "cpu"),
         ("seed=-2", "seed", ">= 0"),
     ],
@@ -79,6 +80,21 @@ def test_bad_values_name_field_value_and_rule(override: str, field: str, words: 
     assert info.value.field == field
     assert message.startswith(f"{field}: got ")
     assert words in message
+
+
+@pytest.mark.parametrize(("raw", "value"), [("auto", "auto"), ("true", True), ("false", False)])
+def test_recalibrate_bn_takes_true_false_or_auto(raw: str, value: object) -> None:
+    """``auto`` is the default; YAML's true and false stay booleans."""
+    assert RunConfig().train.recalibrate_bn == "auto"
+    got = load_config(overrides=[f"train.recalibrate_bn={raw}"]).train.recalibrate_bn
+    assert got == value and type(got) is type(value)
+
+
+def test_recalibrate_bn_refuses_other_values_with_one_config_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=["train.recalibrate_bn=maybe"])
+    assert type(info.value) is ConfigError  # no "did you mean" list for true/false/auto
+    assert str(info.value) == "train.recalibrate_bn: got 'maybe'; must be true, false or auto."
 
 
 def test_unknown_key_suggests_the_close_one() -> None:

@@ -177,8 +177,12 @@ class TrainConfig:
         "how per-example losses are reduced before backward: sum is the authors' Keras "
         "behaviour (the gradient of the batch sum), mean is PyTorch's usual",
     )
-    recalibrate_bn: bool = spec(
-        False, "recompute BatchNorm statistics on the training set before each evaluation"
+    recalibrate_bn: Literal[True, False, "auto"] = spec(
+        "auto",
+        "recompute BatchNorm running statistics from training data before an evaluation: "
+        "true (every evaluation, the whole training set), false (never) or auto (only while "
+        "the running statistics still hold over 1% of their starting values, on at most 2048 "
+        "training examples; long runs pay nothing)",
     )
 
 
@@ -412,10 +416,14 @@ def coerce(tp: Any, value: Any, path: str, rule: str = "") -> Any:
         (inner,) = [o for o in options if o is not type(None)]
         return coerce(inner, value, path, rule)
     if origin is Literal:
-        choices = [str(c) for c in get_args(tp)]
-        if value not in get_args(tp):
-            raise UnknownNameError(path, str(value), choices, kind="value")
-        return value
+        allowed = get_args(tp)
+        # Same type as well as equal: 1 == True, but 1 is not the YAML value true.
+        if any(type(value) is type(c) and value == c for c in allowed):
+            return value
+        if any(isinstance(c, bool) for c in allowed):  # true/false/...: no "did you mean"
+            words = [str(c).lower() if isinstance(c, bool) else str(c) for c in allowed]
+            raise ConfigError(path, value, f"must be {', '.join(words[:-1])} or {words[-1]}")
+        raise UnknownNameError(path, str(value), [str(c) for c in allowed], kind="value")
     if origin is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(path, value, "must be a mapping")

@@ -68,8 +68,11 @@ def test_batchnorm_statistics_follow_the_clean_passes(
 ) -> None:
     """Over 16 batches the BatchNorm layers count one update per batch, except that the
     perturbed pass of SAM and of the mixed methods leaves them alone (SAM's clean pass counts;
-    m-RWP's perturbed batches do not). RWP has no clean pass and counts its perturbed one."""
-    trainer = Trainer(make_config(*TRAINABLE, f"optimizer.perturbation={name}"))
+    m-RWP's perturbed batches do not). RWP has no clean pass and counts its perturbed one.
+    Recalibration is off: it recomputes the statistics (and their count) from its own batches."""
+    trainer = Trainer(
+        make_config(*TRAINABLE, f"optimizer.perturbation={name}", "train.recalibrate_bn=false")
+    )
     trainer.fit()
     counts = {
         int(m.num_batches_tracked)

@@ -4,6 +4,9 @@ With a small momentum (Keras' default 0.99, i.e. 0.01 in PyTorch terms) the runn
 variance trail the weights by hundreds of steps, so a short run evaluates with statistics
 that belong to a much earlier network. Recomputing them as an exact average over training
 batches, with the final weights, removes that lag.
+
+:func:`stale_weight` says how much of a running estimate still comes from its starting values,
+so a trainer can recalibrate only while that matters (``train.recalibrate_bn: auto``).
 """
 
 from __future__ import annotations
@@ -57,6 +60,26 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> 
             layer.momentum = momentum
         for module, training in modes.items():
             module.training = training
+
+
+def stale_weight(model: nn.Module, updates: int) -> float:
+    """The largest weight, over ``model``'s BatchNorm layers, that the running statistics
+    still give to values from before the last ``updates`` training batches.
+
+    A layer with PyTorch momentum ``m`` keeps ``(1 - m) ** n`` of its starting estimate after
+    ``n`` updates (the rest is an exponential average of the ``n`` batches), so this is
+    ``(1 - min m) ** updates``: 1.0 before any update, about 0.008 after 46 updates with the
+    ``pytorch`` preset (m = 0.1) and after 480 with ``keras`` (m = 0.01). A layer with a
+    cumulative average (``momentum=None``) never forgets its earliest batches, so it counts
+    as 1.0 whatever ``updates``. A model without tracking BatchNorm layers gives 0.0.
+    """
+    weight = 0.0
+    for module in model.modules():
+        if isinstance(module, _BATCHNORM_TYPES) and module.track_running_stats:
+            momentum = module.momentum
+            kept = 1.0 if momentum is None else (1.0 - momentum) ** max(updates, 0)
+            weight = max(weight, kept)
+    return weight
 
 
 @contextmanager

@@ -46,7 +46,7 @@ from dicelab.config import RunConfig, config_hash, load_config, to_yaml
 from dicelab.data import DataBundle, Split, load_data, to_float
 from dicelab.exceptions import ConfigError, DicelabError, RunError
 from dicelab.models import build_model
-from dicelab.models.batchnorm import frozen_bn_stats, recalibrate_batchnorm
+from dicelab.models.batchnorm import frozen_bn_stats, recalibrate_batchnorm, stale_weight
 from dicelab.optim import PerturbedOptimizer, build_optimizer
 from dicelab.optim.distributed import broadcast_buffers, init_process_group, world_from_env
 from dicelab.rng import derive_seed, isolated_global_rng
@@ -61,6 +61,15 @@ FINAL_WEIGHTS = "model.pt"
 
 # Steps between divergence checks: each check syncs with the device, so it is not every step.
 _FINITE_CHECK_EVERY = 16
+
+#: ``train.recalibrate_bn: auto`` recalibrates while the BatchNorm running statistics still give
+#: more than this weight to their starting values (:func:`stale_weight`): 44 updates with the
+#: pytorch preset, 459 with keras. After that the exponential average has forgotten the
+#: untrained network, and evaluating with it costs nothing extra.
+STALE_LIMIT = 0.01
+#: Training examples (evenly spaced over the training set) that ``auto`` recalibrates on, so
+#: its cost is bounded whatever the data size: a forward pass over 2048 examples.
+AUTO_RECALIBRATION_EXAMPLES = 2048
 
 
 @dataclass
@@ -221,6 +230,10 @@ class Trainer:
         self._global_rng: torch.Tensor | None = None
         self._global_rng_cuda: torch.Tensor | None = None
         self._claim: RunDirClaim | None = None  # the run folder's, while fit runs
+        # The update count at which the BatchNorm statistics were last recalibrated: the
+        # same weights give the same statistics, so a second evaluation there (validation,
+        # then test) reuses them.
+        self._recalibrated_at: int | None = None
 
     def _batches_per_epoch(self) -> list[int]:
         """Mini-batches this process trains on in each epoch (the batch-size schedule may
@@ -358,20 +371,51 @@ class Trainer:
         loss_sum, correct, examples = totals.tolist()
         return {"train_loss": loss_sum / examples, "train_acc": correct / examples}
 
-    def _recalibration_batches(self) -> Iterator[torch.Tensor]:
-        """Training inputs in equal batches: BatchNorm's cumulative average weights every batch
-        alike, so a smaller last batch is left out unless it is the only one."""
-        size = min(self.config.train.batch_size, len(self.data.train))
-        for x, _, _ in self._batches(self.data.train, size, None):
-            if len(x) == size:
-                yield x
+    def _recalibration_batches(self, limit: int | None = None) -> Iterator[torch.Tensor]:
+        """Training inputs in equal batches of ``train.batch_size`` (fewer when the set is
+        smaller): BatchNorm's cumulative average weights every batch alike, so the examples
+        of an incomplete last batch are left out.
+
+        Without ``limit``: the whole training set in stored order. With it: at most ``limit``
+        examples spaced evenly over the training set, so a set stored in label order still
+        gives every class its share, and the cost does not grow with the data.
+        """
+        size = len(self.data.train)
+        count = size if limit is None else min(limit, size)
+        batch = min(self.config.train.batch_size, count)
+        count -= count % batch
+        order = torch.arange(count, device=self.device)
+        if limit is not None:
+            order = order * size // count
+        for start in range(0, count, batch):
+            yield to_float(self.data.train.x[order[start : start + batch]])
+
+    def _recalibrates(self) -> bool:
+        """Whether the next evaluation recomputes the BatchNorm statistics first: always for
+        ``true``, never for ``false``; for ``auto`` while :func:`stale_weight` is above
+        :data:`STALE_LIMIT`. The decision depends only on the model's momenta and the update
+        count, which a checkpoint restores, so a resumed run decides the same."""
+        setting = self.config.train.recalibrate_bn
+        if self._recalibrated_at == self.updates or setting is False:
+            return False
+        return setting is True or stale_weight(self.model, self.updates) > STALE_LIMIT
 
     @torch.no_grad()
     def evaluate(self, split: Split) -> tuple[float, float]:
-        """Mean cross-entropy and accuracy on ``split`` in evaluation mode."""
-        if self.config.train.recalibrate_bn:
+        """Mean cross-entropy and accuracy on ``split`` in evaluation mode.
+
+        The BatchNorm statistics are recalibrated first as ``train.recalibrate_bn`` says
+        (:meth:`_recalibrates`). They stay recalibrated: the checkpoint and final weights hold
+        them, and training goes on from them. That changes no weight, since training
+        normalises with each batch's own statistics.
+        """
+        if self._recalibrates():
+            limit = (
+                None if self.config.train.recalibrate_bn is True else AUTO_RECALIBRATION_EXAMPLES
+            )
             with self.injector.paused():  # the statistics of the clean network
-                recalibrate_batchnorm(self.model, self._recalibration_batches())
+                recalibrate_batchnorm(self.model, self._recalibration_batches(limit))
+            self._recalibrated_at = self.updates
         was_training = self.model.training
         self.model.eval()
         loss_sum = torch.zeros((), device=self.device)
@@ -416,6 +460,7 @@ class Trainer:
         self.history = list(state["history"])
         self._global_rng = state["global_rng"]
         self._global_rng_cuda = state.get("global_rng_cuda")
+        self._recalibrated_at = None
 
     def _require_same_config(self, saved_hash: str | None, source: str) -> None:
         if saved_hash != self.config_hash:
