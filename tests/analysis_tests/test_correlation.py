@@ -14,6 +14,7 @@ import optuna
 import pytest
 from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
+from scipy import stats
 
 from dicelab import paper_space
 from dicelab.analysis import correlation, tables
@@ -298,7 +299,7 @@ def test_csv_round_trips(tmp_path: Path) -> None:
 def test_correlation_table_and_matrix() -> None:
     rows = correlation.correlations(dropout_study())
     table = tables.correlation_table(rows)
-    assert list(table[0]) == ["group", "gene", "rho", "p_value", "n", "note"]
+    assert list(table[0]) == ["group", "gene", "rho", "p_value", "q_value", "n", "note"]
     assert len(table) == len(rows)
     groups, genes, values = tables.correlation_matrix(rows)
     assert groups == ["sgd", "momentum", "adam", "all"]
@@ -374,11 +375,49 @@ def test_heatmap_titles_and_scale() -> None:
     ax, bar = figure.axes
     assert ax.get_title() == "Spearman correlation with validation accuracy, by optimizer"
     assert bar.get_ylabel() == "Spearman ρ"
-    image = ax.get_images()[0]
-    assert image.get_clim() == (-1.0, 1.0)
+    mesh = ax.collections[0]
+    assert mesh.get_clim() == (-1.0, 1.0)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["sgd", "momentum", "adam", "all"]
-    assert len(ax.texts) == 12 and "—" in {t.get_text() for t in ax.texts}
+    texts = [t.get_text() for t in ax.texts]
+    assert len(texts) == 24 and "—" in texts  # rho and n in each of 3 × 4 cells
+    assert texts.count("n=20") == 6 and "n=43" in texts and "n=3" in texts
+    assert "Benjamini–Hochberg" in ax.get_xlabel()
     assert rendered(figure).startswith(b"\x89PNG")
+
+
+def test_fdr_is_benjamini_hochberg_over_every_row_with_a_p_value() -> None:
+    ps = [0.001, 0.02, None, 0.03, 0.04, 0.5]
+    rows = [CorrelationRow("all", f"g{i}", 0.1 if p else None, p, 10) for i, p in enumerate(ps)]
+    adjusted = correlation.fdr(rows)
+    tested = [p for p in ps if p is not None]
+    expected = list(stats.false_discovery_control(tested, method="bh"))
+    assert [r.q_value for r in adjusted if r.p_value is not None] == pytest.approx(expected)
+    assert adjusted[2].q_value is None
+    assert [r.q_value for r in adjusted][:2] == pytest.approx([0.005, 0.05])
+    assert correlation.fdr([]) == []
+
+
+def test_correlations_carry_q_values() -> None:
+    rows = correlation.correlations(dropout_study())
+    tested = [r for r in rows if r.p_value is not None]
+    assert tested and all(r.q_value is not None and r.q_value >= r.p_value for r in tested)
+    assert all(r.q_value is None for r in rows if r.p_value is None)
+
+
+def test_heatmap_marks_only_cells_significant_after_the_correction() -> None:
+    """Four cells at p = 0.04 are each significant alone, but not after Benjamini–Hochberg
+    over 10 cells; the cell at p = 0.001 stays significant."""
+    ps = [0.001, 0.04, 0.04, 0.04, 0.04, 0.5, 0.6, 0.7, 0.8, 0.9]
+    rows = [CorrelationRow("all", f"g{i}", 0.5, p, 12) for i, p in enumerate(ps)]
+    figure = tables.plot_correlation_heatmap(rows)
+    ax = figure.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert texts.count("0.50*") == 1 and texts.count("0.50") == 9
+    assert texts.count("n=12") == 10
+    assert len(ax.patches) == 1  # one framed cell
+    assert "over 10 cells" in ax.get_xlabel()
+    caption = tables.heatmap_caption(rows)
+    assert "Benjamini–Hochberg correction over all 10 cells" in caption
 
 
 def test_importance_figure() -> None:
@@ -395,19 +434,96 @@ def test_importance_figure() -> None:
     assert rendered(figure).startswith(b"\x89PNG")
 
 
-def test_history_figure_skips_unfinished_trials() -> None:
-    params = {"lr": 2.0}
-    values = [0.3, 0.5, None, 0.4, None, 0.7]
-    states = {2: TrialState.FAIL, 4: TrialState.PRUNED}
-    study = make_study([(params, v) for v in values], states=states)
+def trial(
+    state: TrialState,
+    value: float | None,
+    *,
+    generation: int | None = None,
+    intermediate: dict[int, float] | None = None,
+    attrs: dict[str, object] | None = None,
+) -> optuna.trial.FrozenTrial:
+    """A finished trial over ``lr`` with the given state, value, PSO generation, reported
+    values and system attributes."""
+    system = dict(attrs or {})
+    if generation is not None:
+        system[tables.GENERATION] = generation
+    return create_trial(
+        state=state,
+        params={"lr": 2.0},
+        distributions={"lr": DISTRIBUTIONS["lr"]},
+        value=value,
+        intermediate_values=intermediate,
+        system_attrs=system,
+    )
+
+
+def test_history_marks_pruned_and_failed_trials_and_skips_unused_ones() -> None:
+    study = optuna.create_study(direction="maximize")
+    done = TrialState.COMPLETE
+    study.add_trials(
+        [
+            trial(done, 0.3),
+            trial(done, 0.5),
+            trial(TrialState.FAIL, None),
+            trial(done, 0.4),
+            trial(TrialState.PRUNED, None, intermediate={0: 0.35}),
+            trial(done, 0.7),
+            trial(done, 0.9),
+            trial(done, 0.99, attrs={tables.UNUSED: "budget used up"}),
+        ]
+    )
     figure = tables.plot_history(study)
-    (ax,) = figure.axes
+    ax = figure.axes[0]
     assert ax.get_xlabel() == "trial" and ax.get_ylabel() == "validation accuracy"
-    dots, best = ax.get_lines()
-    assert np.asarray(dots.get_xdata()).tolist() == [0, 1, 3, 5]
-    assert np.asarray(dots.get_ydata()).tolist() == [0.3, 0.5, 0.4, 0.7]
-    assert np.asarray(best.get_ydata()).tolist() == [0.3, 0.5, 0.5, 0.7]
+    completed, pruned, failed = ax.collections
+    assert completed.get_offsets().tolist() == [[0, 0.3], [1, 0.5], [3, 0.4], [5, 0.7], [6, 0.9]]
+    (best,) = ax.get_lines()
+    assert np.asarray(best.get_ydata()).tolist() == [0.3, 0.5, 0.5, 0.7, 0.9]
+    assert pruned.get_offsets().tolist() == [[4, 0.35]]  # at its last reported value
+    assert np.asarray(failed.get_offsets())[:, 0].tolist() == [2]
+    labels = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert labels == ["completed (5)", "pruned (1; last value)", "failed (1; no value)",
+                      "best so far"]  # fmt: skip
+    assert len(figure.axes) == 1  # no generations: one colour, no colour bar
+    assert len({tuple(c) for c in completed.get_facecolors()}) == 1
     assert rendered(figure).startswith(b"\x89PNG")
+
+
+def test_history_colours_trials_by_generation_with_integer_ticks() -> None:
+    study = optuna.create_study(direction="maximize")
+    study.add_trials([trial(TrialState.COMPLETE, 0.1 * i, generation=i // 3) for i in range(9)])
+    figure = tables.plot_history(study)
+    ax, bar = figure.axes
+    assert bar.get_ylabel() == "PSO generation"
+    colours = [tuple(c) for c in ax.collections[0].get_facecolors()]
+    assert len(set(colours)) == 3 and colours[0] == colours[2] != colours[3]
+    rendered(figure)
+    assert all(float(t).is_integer() for t in ax.get_xticks())
+    assert all(float(t).is_integer() for t in bar.get_yticks())
+
+
+def test_history_attributes_match_the_search() -> None:
+    from dicelab.tune._pso.sampler import GENERATION
+    from dicelab.tune.search import UNUSED
+
+    assert (tables.GENERATION, tables.UNUSED) == (GENERATION, UNUSED)
+
+
+def test_ablation_effects_have_welch_intervals() -> None:
+    rows = [
+        {"name": "best", "kind": "reference", "test_accuracy": [0.97, 0.98, 0.99]},
+        {"name": "without dropout", "kind": "component", "test_accuracy": [0.95, 0.96, 0.94]},
+        {"name": "baseline", "kind": "reference", "test_accuracy": [0.9]},
+    ]
+    effects = tables.ablation_effects(rows)
+    assert [e["name"] for e in effects] == ["without dropout", "baseline"]
+    first = effects[0]
+    welch = stats.ttest_ind([0.95, 0.96, 0.94], [0.97, 0.98, 0.99], equal_var=False)
+    assert first["delta"] == pytest.approx(-0.03) and first["p"] == pytest.approx(welch.pvalue)
+    interval = welch.confidence_interval(0.95)
+    assert (first["low"], first["high"]) == pytest.approx((interval.low, interval.high))
+    assert effects[1]["low"] is None and effects[1]["p"] is None  # one seed: no interval
+    assert tables.ablation_effects(rows[1:]) == []
 
 
 # --- scale -----------------------------------------------------------------------------------

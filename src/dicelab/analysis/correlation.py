@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -132,6 +132,10 @@ class CorrelationRow:
         p_value: the two-sided p-value of rho = 0, or None with ``rho``.
         n: the number of trials the correlation is computed over.
         note: why ``rho`` is None (a constant column, too few trials); empty otherwise.
+        q_value: the p-value adjusted for the false discovery rate (Benjamini–Hochberg) over
+            every row of the same analysis (:func:`fdr`), or None with ``p_value``. A table
+            of 80 correlations finds about 4 with p < 0.05 by chance alone; q < 0.05 keeps
+            the expected share of false discoveries among the rows called significant at 5%.
     """
 
     group: str
@@ -140,6 +144,7 @@ class CorrelationRow:
     p_value: float | None
     n: int
     note: str = ""
+    q_value: float | None = None
 
 
 def _completed(study: optuna.Study) -> list[FrozenTrial]:
@@ -173,8 +178,10 @@ def correlations(study: optuna.Study, *, min_trials: int = 5) -> list[Correlatio
     occurs (``"sgd"``, ``"momentum"``, ``"adam"``, in that order), one row per group and gene
     (the genes any completed trial sets, in the paper's order, without the optimizer). A group
     with fewer than ``min_trials`` trials, or a gene or accuracy that is constant in a group,
-    gets ``rho=None``, ``p_value=None`` and a ``note`` instead of a NaN. The correlations are
-    confounded by the PSO sampling (see the module's docstring): describe, do not conclude.
+    gets ``rho=None``, ``p_value=None`` and a ``note`` instead of a NaN. Each row's ``q_value``
+    is its p-value corrected for the false discovery rate over all the rows (:func:`fdr`).
+    The correlations are confounded by the PSO sampling (see the module's docstring):
+    describe, do not conclude.
 
     Raises:
         ConfigError: ``min_trials`` is below 3 (a rank correlation of two points is ±1).
@@ -203,7 +210,30 @@ def correlations(study: optuna.Study, *, min_trials: int = 5) -> list[Correlatio
                 table[members, j], accuracy[members], min_trials=min_trials
             )
             rows.append(CorrelationRow(group, gene, rho, p, n, note))
-    return rows
+    return fdr(rows)
+
+
+#: The false-discovery rate at which :func:`fdr`'s q-values call a correlation significant.
+FDR_LEVEL = 0.05
+#: How the q-values are computed, in words (captions and tables say it).
+FDR_METHOD = "Benjamini–Hochberg false-discovery-rate correction"
+
+
+def fdr(rows: Sequence[CorrelationRow]) -> list[CorrelationRow]:
+    """``rows`` with ``q_value`` set: the p-values adjusted for the false discovery rate by
+    Benjamini–Hochberg (:func:`scipy.stats.false_discovery_control`) over every row that has
+    a p-value. Rows without one keep ``q_value=None``.
+
+    The family is all the rows given, i.e. every cell of the heat map, across genes and
+    optimizer groups: testing 80 cells at p < 0.05 would otherwise call about 4 significant
+    by chance alone.
+    """
+    tested = [i for i, r in enumerate(rows) if r.p_value is not None]
+    adjusted: dict[int, float] = {}
+    if tested:
+        q = stats.false_discovery_control([rows[i].p_value for i in tested], method="bh")
+        adjusted = {i: float(v) for i, v in zip(tested, np.atleast_1d(q), strict=True)}
+    return [replace(r, q_value=adjusted.get(i)) for i, r in enumerate(rows)]
 
 
 #: Depth of fANOVA's trees (Optuna's default is 64; see :func:`importance`).
