@@ -3,8 +3,11 @@
 It writes into ``<out>/analysis/``, each table as CSV and as markdown:
 
 - ``correlations``: the Spearman correlation of each gene's strength with the validation
-  accuracy, grouped by optimizer, with p-values. A PSO search concentrates its trials near
-  good regions, so these correlations describe the sampled trials, not causes.
+  accuracy, grouped by optimizer, with p-values and Benjamini–Hochberg q-values (the
+  p-values corrected for the false discovery rate over the whole table, so that a table of
+  many cells does not show chance "significant" ones), and n per cell. A PSO search
+  concentrates its trials near good regions, so these correlations describe the sampled
+  trials, not causes.
 - ``importance``: hyperparameter importance by PED-ANOVA and fANOVA (Optuna's evaluators).
   It needs at least 10 completed trials.
 - ``error_reduction``: the best-against-baseline table of ``dicelab evaluate``, when that has
