@@ -314,7 +314,8 @@ def plot_correlation_heatmap(
                 )
     ax.set_title(HEATMAP_TITLE)
     bar = figure.colorbar(image, ax=ax, label=HEATMAP_COLORBAR)
-    bar.solids.set_rasterized(False)  # vector in SVG too, however many colours
+    if bar.solids is not None:
+        bar.solids.set_rasterized(False)  # vector in SVG too, however many colours
     return figure
 
 
@@ -404,7 +405,7 @@ def plot_history(study: optuna.Study) -> Figure:
 
     ax.scatter(
         [t.number for t in done],
-        [_shown_value(t) for t in done],
+        np.array([_shown_value(t) for t in done], dtype=float),
         c=colours(done),
         s=22,
         edgecolors="none",
@@ -413,7 +414,7 @@ def plot_history(study: optuna.Study) -> Figure:
     if pruned_seen:
         ax.scatter(
             [t.number for t in pruned_seen],
-            [_shown_value(t) for t in pruned_seen],
+            np.array([_shown_value(t) for t in pruned_seen], dtype=float),
             marker="v",
             s=30,
             facecolors="none",

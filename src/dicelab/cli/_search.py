@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from dicelab.exceptions import ConfigError
@@ -94,13 +93,6 @@ def _study_name(args: argparse.Namespace) -> str:
     return "search"
 
 
-def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
-    """Where progress lines go: standard error, or nowhere with ``--quiet``."""
-    from dicelab._progress import stderr
-
-    return None if args.quiet else stderr
-
-
 def _quiet_optuna() -> None:
     import optuna
 
@@ -108,14 +100,14 @@ def _quiet_optuna() -> None:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from dicelab.config import load_config, to_dict
-    from dicelab.tune.search import BEST_CONFIG, SUMMARY, SearchOptions, summary_lines
-    from dicelab.tune.search import run_search as search
+    from dicelab.api import search
+    from dicelab.tune.search import BEST_CONFIG, SUMMARY, summary_lines
 
     _quiet_optuna()
     overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
-    config = load_config(args.config, overrides)
-    options = SearchOptions(
+    summary = search(
+        args.config,
+        overrides=overrides,
         out=args.out,
         storage=args.storage,
         study=_study_name(args),
@@ -135,10 +127,8 @@ def run_search(args: argparse.Namespace) -> int:
         workers=args.workers,
         threads=args.threads,
         quiet=args.quiet,
-        config=to_dict(config),
     )
-    summary = search(options)
-    for line in summary_lines(summary, options.space()):
+    for line in summary_lines(summary):
         print(line)
     out = Path(args.out)
     if summary["best"] is None:
@@ -156,17 +146,18 @@ def add_evaluate(parser: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from dicelab.tune.evaluate import evaluate, markdown
-    from dicelab.tune.search import options_from_study
+    from dicelab.api import evaluate
+    from dicelab.tune.evaluate import markdown
 
     _quiet_optuna()
-    options = options_from_study(args.out, args.storage, _study_name(args))
     summary = evaluate(
-        options,
+        args.out,
+        storage=args.storage,
+        study=_study_name(args),
         epochs=args.epochs,
         repeats=args.repeats,
         workers=args.workers,
-        say=_progress(args),
+        quiet=args.quiet,
     )
     print(markdown(summary))
     return 0
@@ -180,17 +171,18 @@ def add_ablate(parser: argparse.ArgumentParser) -> None:
 
 
 def run_ablate(args: argparse.Namespace) -> int:
-    from dicelab.analysis.ablation import ABLATION_MD, ablate
-    from dicelab.tune.search import options_from_study
+    from dicelab.analysis.ablation import ABLATION_MD
+    from dicelab.api import ablate
 
     _quiet_optuna()
-    options = options_from_study(args.out, args.storage, _study_name(args))
     ablate(
-        options,
+        args.out,
+        storage=args.storage,
+        study=_study_name(args),
         epochs=args.epochs,
         repeats=args.repeats,
         workers=args.workers,
-        say=_progress(args),
+        quiet=args.quiet,
     )
     print((Path(args.out) / ABLATION_MD).read_text())
     return 0
@@ -204,12 +196,13 @@ def add_analyze(parser: argparse.ArgumentParser) -> None:
 
 
 def run_analyze(args: argparse.Namespace) -> int:
-    from dicelab.analysis.analyze import ANALYSIS, analyze
-    from dicelab.tune.search import options_from_study
+    from dicelab.analysis.analyze import ANALYSIS
+    from dicelab.api import analyze
 
     _quiet_optuna()
-    options = options_from_study(args.out, args.storage, _study_name(args))
-    summary = analyze(options, importance=not args.no_importance)
+    summary = analyze(
+        args.out, storage=args.storage, study=_study_name(args), importance=not args.no_importance
+    )
     folder = Path(args.out) / ANALYSIS
     for note in summary["notes"]:
         print(f"note: {note}")
@@ -224,15 +217,14 @@ def add_report(parser: argparse.ArgumentParser) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from dicelab.api import report
     from dicelab.cli import folder_argument
-    from dicelab.reports.html import build_report
 
     _quiet_optuna()
     folder = folder_argument("--out", args.out)
     assert folder is not None  # --out has a default
     if not folder.is_dir():
         raise ConfigError("--out", str(folder), "is not a folder of results")
-    study = args.study or "search"
-    path = build_report(folder, study=study, storage=args.storage, title=args.title)
+    path = report(folder, study=args.study or "search", storage=args.storage, title=args.title)
     print(f"report written to {path}")
     return 0

@@ -30,7 +30,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -214,7 +214,7 @@ def _trained_versions(folder: Path) -> str | None:
 
 def _dates(search: _Search | None) -> str:
     """The report's date and, with a search, when its trials ran."""
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     if search is None:
         return f"report written {now}"
     starts = [t.datetime_start for t in search.trials if t.datetime_start is not None]
@@ -222,8 +222,8 @@ def _dates(search: _Search | None) -> str:
     if not starts:
         return f"report written {now}"
     # Optuna stores naive local times; shown in UTC like the report's own date
-    first = min(starts).astimezone(UTC).strftime("%Y-%m-%d %H:%M")
-    last = max(ends or starts).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    first = min(starts).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
+    last = max(ends or starts).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"search ran {first} – {last}; report written {now}"
 
 

@@ -29,7 +29,7 @@ from typing import Any, Literal
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from dicelab import _atomic
+from dicelab import _atomic, paper_space
 from dicelab._progress import Progress, stderr
 from dicelab.config import RunConfig, from_dict, to_dict, to_yaml
 from dicelab.data import load_data
@@ -278,10 +278,11 @@ def _guarded(objective: SearchObjective, stop: _Stop) -> Any:
     return run
 
 
-def settings_text(params: dict[str, float], space: SearchSpace) -> str:
-    """The genes of ``params`` that differ from the baseline, in real values
+def settings_text(params: dict[str, float]) -> str:
+    """The genes of ``params`` that differ from the authors' baseline, in real values
     (``lr 1e-2, optimizer adam, dropout 0.2``), or ``baseline``."""
-    shown, baseline = readable(params), readable(space.baseline_params())
+    baseline = readable({g.param: g.baseline for g in paper_space.GENES if g.param in params})
+    shown = readable(params)
     changed = [f"{name} {value}" for name, value in shown.items() if value != baseline[name]]
     return ", ".join(changed) or "baseline"
 
@@ -290,10 +291,7 @@ class _TrialLines:
     """Callback: one progress line per trial this worker finished: which trial, the settings
     that differ from the baseline, its result, the best so far, the time so far and left."""
 
-    def __init__(
-        self, study: optuna.Study, space: SearchSpace, total: int | None, say: Any
-    ) -> None:
-        self.space = space
+    def __init__(self, study: optuna.Study, total: int | None, say: Any) -> None:
         done = sum(1 for t in study.get_trials(deepcopy=False) if counts(t))
         self.progress = Progress(total, say, done=done)
 
@@ -317,7 +315,7 @@ class _TrialLines:
         else:
             outcome = "failed (evaluated again later)"
         best = f"best {max(values):.4f}" if values else "no best yet"
-        text = f"{where}: {settings_text(trial.params, self.space)} -> {outcome}; {best}"
+        text = f"{where}: {settings_text(trial.params)} -> {outcome}; {best}"
         self.progress.step(text, done=sum(1 for t in trials if counts(t)))
 
 
@@ -346,7 +344,7 @@ def _optimize(
     stop = _Stop(budget, sampler)
     if stop.reached(study):
         return
-    lines = _TrialLines(study, space, total, None if options.quiet else stderr)
+    lines = _TrialLines(study, total, None if options.quiet else stderr)
     study.optimize(_guarded(objective, stop), callbacks=[stop, lines])
 
 
@@ -505,7 +503,7 @@ def summarize(options: SearchOptions) -> dict[str, Any]:
     return summary
 
 
-def summary_lines(summary: dict[str, Any], space: SearchSpace) -> list[str]:
+def summary_lines(summary: dict[str, Any]) -> list[str]:
     """A search's summary (``search.json``) as a few readable lines for the terminal."""
     states = summary["trials"]
     lines = [
@@ -521,7 +519,7 @@ def summary_lines(summary: dict[str, Any], space: SearchSpace) -> list[str]:
     if best is None:
         lines.append(f"no best configuration: {summary['no_best']}")
         return lines
-    settings = settings_text(best["params"], space)
+    settings = settings_text(best["params"])
     lines.append(f"best: trial {best['trial']}, validation accuracy {best['value']:.4f}")
     lines.append(f"  {settings} (every other setting as in the base configuration)")
     return lines
