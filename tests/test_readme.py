@@ -39,3 +39,15 @@ def test_the_two_setup_commands_are_the_makefile_targets() -> None:
 @pytest.mark.parametrize("name", [cls.name for cls in list_techniques()])
 def test_every_technique_is_documented(name: str) -> None:
     assert f"| `{name}` |" in README
+
+
+def test_the_examples_in_the_readme_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every `>>>` example of the README (the Python API, PSOSampler in plain Optuna) runs and
+    prints what the README says, in a fresh folder."""
+    import doctest
+
+    monkeypatch.chdir(tmp_path)
+    test = doctest.DocTestParser().get_doctest(README, {}, "README.md", "README.md", 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    runner.run(test)
+    assert runner.tries >= 10 and runner.failures == 0
