@@ -5,8 +5,9 @@
     python benchmarks/bench_search.py ask
     python benchmarks/bench_search.py append
 
-``samplers``: PSO (with the authors' sparse start, and without it), random and TPE with the
-same budget on a cheap objective: the paper's 22
+``samplers``: PSO (with the authors' sparse start, and without it), CMA-ES (from the
+baseline, a population of ``--particles``), random and TPE with the same budget on a cheap
+objective: the paper's 22
 genes, a narrow VGG, 3 epochs on 1,000 digits, BatchNorm recalibrated. It prints the best
 validation accuracy after every tenth of the budget, mean ± std over the seeds.
 ``throughput``: trials per hour of one worker with every core, against 2 single-thread
@@ -51,7 +52,7 @@ CHEAP = [
 
 def search_options(out: Path, settings: list[str], **kwargs: object) -> SearchOptions:
     config = to_dict(load_config(None, settings))
-    return SearchOptions(out=str(out), config=config, **kwargs)  # type: ignore[arg-type]
+    return SearchOptions(out=str(out), config=config, quiet=True, **kwargs)  # type: ignore[arg-type]
 
 
 def samplers(args: argparse.Namespace) -> None:
@@ -203,8 +204,8 @@ def main() -> None:
     p.add_argument(
         "--samplers",
         nargs="+",
-        default=["pso", "pso-uniform", "random", "tpe"],
-        choices=["pso", "pso-uniform", "random", "tpe"],
+        default=["pso", "pso-uniform", "cmaes", "random", "tpe"],
+        choices=["pso", "pso-uniform", "cmaes", "random", "tpe"],
         help="pso-uniform: PSO without the sparse start",
     )
     p = commands.add_parser("throughput")

@@ -172,13 +172,15 @@ def analyze(
     storage: str | None = None,
     study: str = "search",
     importance: bool = True,
+    quiet: bool = True,
 ) -> dict[str, Any]:
     """Correlations by optimizer, importance and error-reduction tables of a search
     (``dicelab analyze``); the summary written to ``analysis/analysis.json``."""
     from dicelab.analysis.analyze import analyze as run
     from dicelab.tune.search import options_from_study
 
-    return run(options_from_study(str(out), storage, study), importance=importance)
+    options = options_from_study(str(out), storage, study)
+    return run(options, importance=importance, say=None if quiet else stderr)
 
 
 def report(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import optuna
@@ -405,3 +406,31 @@ def test_cmaes_sampler_starts_at_the_baseline(data_root: Path, tmp_path: Path) -
     study = load(tmp_path)
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 5
     assert any(key.startswith("cma:") for t in study.trials for key in t.system_attrs)
+
+
+def test_progress_lines_and_the_final_summary(
+    data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """search, evaluate and analyze say each finished trial, run or step in one line (real
+    values, the best so far, the time), end with a short summary instead of a JSON dump, and
+    say nothing while running with --quiet."""
+    out = str(tmp_path / "s")
+    search = ["search", *settings(data_root), "--genes", "lr,optimizer", "--particles", "2"]
+    assert main([*search, "--generations", "1", "--out", out]) == 0
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("[1/2] trial 0 (generation 0, particle ")
+    assert "-> val acc 0." in lines[0] and "; best 0." in lines[0] and "elapsed 0:" in lines[0]
+    assert re.search(r"lr \d(\.\d+)?e-\d|optimizer (momentum|adam)|baseline", lines[0])
+    assert "{" not in captured.out and "best: trial " in captured.out
+    assert "(every other setting as in the base configuration)" in captured.out
+
+    assert main([*search, "--generations", "2", "--out", out, "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    assert main(["evaluate", "--out", out, "--epochs", "1", "--repeats", "1"]) == 0
+    runs = capsys.readouterr().err.strip().splitlines()
+    assert [line[:5] for line in runs] == ["[1/2]", "[2/2]"]
+    assert all("test accuracy 0." in line and "(trained)" in line for line in runs)
+    assert main(["analyze", "--out", out, "--no-importance"]) == 0
+    steps = capsys.readouterr().err.strip().splitlines()
+    assert [line[:5] for line in steps] == ["[1/3]", "[2/3]", "[3/3]"]

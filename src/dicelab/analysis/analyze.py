@@ -19,11 +19,13 @@ It writes into ``<out>/analysis/``, each table as CSV and as markdown:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from dicelab import _atomic
+from dicelab._progress import Progress
 from dicelab.analysis.correlation import (
     MIN_IMPORTANCE_TRIALS,
     correlations,
@@ -48,12 +50,21 @@ def _write(folder: Path, name: str, rows: list[dict[str, Any]]) -> None:
     _atomic.write_text(folder / f"{name}.md", to_markdown(rows) + "\n")
 
 
-def analyze(options: SearchOptions, *, importance: bool = True, seed: int = 0) -> dict[str, Any]:
-    """Compute and write the tables of a search; the summary written to analysis.json."""
+def analyze(
+    options: SearchOptions,
+    *,
+    importance: bool = True,
+    seed: int = 0,
+    say: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Compute and write the tables of a search; the summary written to analysis.json.
+    ``say`` gets one line per finished step (correlations, importance, error reduction)."""
     study = open_study(options)
     folder = Path(options.out) / ANALYSIS
+    progress = Progress(3, say)
     rows = correlations(study)
     _write(folder, "correlations", correlation_table(rows))
+    progress.step(f"correlations by optimizer: {len(rows)} rows")
     summary: dict[str, Any] = {
         "study": options.study,
         "completed_trials": sum(1 for t in study.trials if t.value is not None),
@@ -65,14 +76,18 @@ def analyze(options: SearchOptions, *, importance: bool = True, seed: int = 0) -
         found = importances(study, seed=seed)
         summary["importance"] = found
         _write(folder, "importance", importance_table(found))
-    elif importance:
-        summary["notes"].append(
-            f"importance needs at least {MIN_IMPORTANCE_TRIALS} completed trials"
-        )
+        progress.step(f"importance: {', '.join(found)}")
+    else:
+        if importance:
+            summary["notes"].append(
+                f"importance needs at least {MIN_IMPORTANCE_TRIALS} completed trials"
+            )
+        progress.step("importance: skipped")
     evaluation = Path(options.out) / EVALUATION
     if evaluation.is_file():
         table = error_reduction_table(json.loads(evaluation.read_text()))
         summary["error_reduction"] = table
         _write(folder, "error_reduction", table)
+    progress.step("error-reduction table" if evaluation.is_file() else "no evaluation yet")
     _atomic.write_json(folder / SUMMARY, summary)
     return summary

@@ -201,7 +201,11 @@ def run_analyze(args: argparse.Namespace) -> int:
 
     _quiet_optuna()
     summary = analyze(
-        args.out, storage=args.storage, study=_study_name(args), importance=not args.no_importance
+        args.out,
+        storage=args.storage,
+        study=_study_name(args),
+        importance=not args.no_importance,
+        quiet=args.quiet,
     )
     folder = Path(args.out) / ANALYSIS
     for note in summary["notes"]:
