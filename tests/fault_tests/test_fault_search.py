@@ -588,3 +588,28 @@ def test_every_combination_of_stopping_rules_counts_exactly(
         study = load(tmp_path)
         assert sum(counts(t) for t in study.trials) == expected
         assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+
+
+def test_a_search_at_chance_says_so_loudly(data_root: Path, tmp_path: Path) -> None:
+    """Before: every trial at chance, exit 0 and a 'best' configuration that was noise, with
+    nothing said. Now the summary and the command name the likely cause and the fix."""
+    out = tmp_path / "s"
+    result = run(
+        dicelab(
+            "search",
+            *settings(data_root, "optimizer.lr=1e-12"),
+            "--genes",
+            "dropout",
+            "--sampler",
+            "random",
+            "--trials",
+            "3",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        )  # fmt: skip
+    )
+    assert result.returncode == 0, result.stderr
+    assert "WARNING: 3 of 3 trials scored at chance" in result.stdout
+    assert "train.recalibrate_bn" in json.loads((out / "search.json").read_text())["warning"]

@@ -36,6 +36,7 @@ from dicelab.data import load_data
 from dicelab.exceptions import ConfigError, DicelabError
 from dicelab.paper_space import readable
 from dicelab.tune import _optuna_compat as compat
+from dicelab.tune._health import chance_warning
 from dicelab.tune._pso.sampler import GENERATION, NO_RETRY, PARTICLE, PSOSampler, SwarmFinished
 from dicelab.tune._workers import exit_with_parent, fail_dead_workers
 from dicelab.tune.objective import SearchObjective, SearchSpace, configure
@@ -106,14 +107,17 @@ class SearchOptions:
 
     def space(self) -> SearchSpace:
         base = self.base()
-        return SearchSpace.paper(self.genes, images=_holds_images(base.data.name, base.data.root))
+        images, _ = _data_facts(base.data.name, base.data.root)
+        return SearchSpace.paper(self.genes, images=images)
 
 
 @functools.cache
-def _holds_images(name: str, root: str) -> bool:
-    """Whether a dataset's inputs are images. The dataset is read once per process:
-    :meth:`SearchOptions.space` is asked for every study opened and every summary written."""
-    return len(load_data(name, root=root, download=False).input_shape) == 3
+def _data_facts(name: str, root: str) -> tuple[bool, int]:
+    """Whether a dataset's inputs are images, and its number of classes. The dataset is read
+    once per process: :meth:`SearchOptions.space` is asked for every study opened and every
+    summary written."""
+    data = load_data(name, root=root, download=False)
+    return len(data.input_shape) == 3, data.num_classes
 
 
 def validate(options: SearchOptions) -> None:
@@ -493,6 +497,14 @@ def summarize(options: SearchOptions) -> dict[str, Any]:
         _atomic.write_text(Path(options.out) / BEST_CONFIG, to_yaml(config))
     else:
         summary["no_best"] = _why_no_best(trials)
+    base = options.base()
+    warning = chance_warning(
+        [float(t.value) for t in completed if t.value is not None],
+        _data_facts(base.data.name, base.data.root)[1],
+        options.cut_threshold,
+    )
+    if warning is not None:
+        summary["warning"] = warning
     if options.sampler == "pso":
         sampler = _sampler(options, options.space(), 0, [])
         assert isinstance(sampler, PSOSampler)
@@ -515,6 +527,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         lines[0] += f"; the swarm is in generation {summary['generation']}"
         if swarm is None:
             lines[0] += " (no generation complete yet)"
+    if "warning" in summary:
+        lines.append(f"WARNING: {summary['warning']}")
     best = summary["best"]
     if best is None:
         lines.append(f"no best configuration: {summary['no_best']}")
