@@ -71,6 +71,17 @@ def search_args(data_root: Path, out: Path, *extra: str) -> list[str]:
     )  # fmt: skip
 
 
+def random_search(
+    data_root: Path, out: Path, overrides: list[str], trials: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`dicelab search` with random sampling of the dropout gene over the small settings."""
+    command = dicelab(
+        "search", *settings(data_root, *overrides), "--genes", "dropout", "--sampler", "random",
+        "--trials", trials, "--threads", "1", "--out", str(out), *extra,
+    )  # fmt: skip
+    return run(command)
+
+
 # -- torn and damaged journals ---------------------------------------------------------------
 
 
@@ -361,23 +372,8 @@ def test_a_search_in_which_every_trial_diverges_ends_with_a_summary(
     """Before: `ValueError: Out of range float values are not JSON compliant: nan`, no
     search.json, exit 1 with a traceback."""
     out = tmp_path / "s"
-    result = run(
-        dicelab(
-            "search",
-            *settings(data_root, "optimizer.lr=1000", "train.reduction=sum"),
-            "--genes",
-            "dropout",
-            "--sampler",
-            "random",
-            "--trials",
-            "2",
-            "--cut-threshold",
-            "0",
-            "--threads",
-            "1",
-            "--out",
-            str(out),
-        )  # fmt: skip
+    result = random_search(
+        data_root, out, ["optimizer.lr=1000", "train.reduction=sum"], "2", "--cut-threshold", "0"
     )
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
@@ -594,22 +590,7 @@ def test_a_search_at_chance_says_so_loudly(data_root: Path, tmp_path: Path) -> N
     """Before: every trial at chance, exit 0 and a 'best' configuration that was noise, with
     nothing said. Now the summary and the command name the likely cause and the fix."""
     out = tmp_path / "s"
-    result = run(
-        dicelab(
-            "search",
-            *settings(data_root, "optimizer.lr=1e-12"),
-            "--genes",
-            "dropout",
-            "--sampler",
-            "random",
-            "--trials",
-            "3",
-            "--threads",
-            "1",
-            "--out",
-            str(out),
-        )  # fmt: skip
-    )
+    result = random_search(data_root, out, ["optimizer.lr=1e-12"], "3")
     assert result.returncode == 0, result.stderr
     assert "WARNING: 3 of 3 trials scored at chance" in result.stdout
     assert "train.recalibrate_bn" in json.loads((out / "search.json").read_text())["warning"]

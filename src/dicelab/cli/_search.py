@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from dicelab.exceptions import ConfigError
 
@@ -150,17 +151,21 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from dicelab.tune.evaluate import markdown
 
     _quiet_optuna()
-    summary = evaluate(
-        args.out,
-        storage=args.storage,
-        study=_study_name(args),
-        epochs=args.epochs,
-        repeats=args.repeats,
-        workers=args.workers,
-        quiet=args.quiet,
-    )
+    summary = evaluate(args.out, **_retraining(args))
     print(markdown(summary))
     return 0
+
+
+def _retraining(args: argparse.Namespace) -> dict[str, Any]:
+    """The options ``evaluate`` and ``ablate`` share: the study and how to retrain."""
+    return {
+        "storage": args.storage,
+        "study": _study_name(args),
+        "epochs": args.epochs,
+        "repeats": args.repeats,
+        "workers": args.workers,
+        "quiet": args.quiet,
+    }
 
 
 def add_ablate(parser: argparse.ArgumentParser) -> None:
@@ -175,15 +180,7 @@ def run_ablate(args: argparse.Namespace) -> int:
     from dicelab.api import ablate
 
     _quiet_optuna()
-    ablate(
-        args.out,
-        storage=args.storage,
-        study=_study_name(args),
-        epochs=args.epochs,
-        repeats=args.repeats,
-        workers=args.workers,
-        quiet=args.quiet,
-    )
+    ablate(args.out, **_retraining(args))
     print((Path(args.out) / ABLATION_MD).read_text())
     return 0
 
