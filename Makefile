@@ -1,6 +1,6 @@
 # Two set-up commands for a fresh machine (see README.md):
-#   make demo   - create .venv, install dicelab, run paper 1's pipeline (smoke scale) on bundled
-#                 MNIST data: search, evaluate, ablate, analyze, HTML report
+#   make demo   - create .venv, install dicelab, run paper 1's pipeline (smoke scale, about 2 min
+#                 on 2 cores) on generated MNIST-1D: search, evaluate, ablate, analyze, HTML report
 #   make test   - create .venv, install dicelab with its test tools, run the test suite
 PYTHON ?= python3
 VENV := .venv

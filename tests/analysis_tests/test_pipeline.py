@@ -131,6 +131,45 @@ def test_reproduce_paper1_runs_the_whole_pipeline(
         assert (tmp_path / name).is_file()
 
 
+def test_reproduce_paper1_passes_its_seed_to_the_search(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``seed`` is the search's: the study records it, and the log gives the error reduction
+    with its standard error."""
+    import optuna
+
+    from dicelab.tune.storage import open_storage
+
+    tiny = rep.Paper1((*TINY, "train.epochs=1", f"data.root={data_root}"), 2, 1, None, 1, 2, 2)
+    monkeypatch.setitem(rep.PAPER1_SCALES, "smoke", tiny)
+    lines: list[str] = []
+    rep.reproduce("paper1", "smoke", out=tmp_path, workers=1, seed=7, log=lines.append)
+    study = optuna.load_study(
+        study_name="paper1", storage=open_storage(tmp_path / "study.journal")
+    )
+    assert study.user_attrs["dicelab"]["seed"] == 7
+    assert any("error reduction" in line and "(s.e., 2 seeds)" in line for line in lines), lines
+
+
+def test_reduction_words_give_the_delta_method_standard_error() -> None:
+    summary = {
+        "error_reduction": 0.5,
+        "best": {"test_accuracy": [0.9, 0.9, 0.9, 0.9], "error": 0.1, "std": 0.01},
+        "baseline": {"test_accuracy": [0.8] * 4, "error": 0.2, "std": 0.0},
+    }
+    # 0.5 · (0.01 / 0.1) / √4 = 2.5%
+    assert rep._reduction_words(summary) == "error reduction 50.0% ± 2.5% (s.e., 4 seeds)"
+    assert rep._reduction_words({"error_reduction": None}) == "(no errors)"
+
+
+def test_smoke_scale_searches_a_task_with_headroom() -> None:
+    """The demo's data is far from its ceiling (mnist1d), its fitness and evaluation train
+    equally long, and the first particle is the baseline."""
+    smoke = rep.PAPER1_SCALES["smoke"]
+    assert "data.name=mnist1d" in smoke.settings and smoke.baseline_start
+    assert f"train.epochs={smoke.eval_epochs}" in smoke.settings
+
+
 def test_reproduce_paper3_compares_optimizers_with_curvature(
     data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
