@@ -18,6 +18,7 @@ def add_reproduce(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="results folder (default: runs/reproduce-PAPER-SCALE)")
     parser.add_argument("--workers", type=int, default=2, help="local worker processes")
     parser.add_argument("--storage", help="paper1: database URL shared by the workers")
+    parser.add_argument("--seed", type=int, default=0, help="paper1: the search's seed (0)")
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
@@ -29,7 +30,12 @@ def run_reproduce(args: argparse.Namespace) -> int:
     folder_argument("--out", args.out)  # refuses an empty --out
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     path = reproduce(
-        args.paper, args.scale, out=args.out, workers=args.workers, storage=args.storage
+        args.paper,
+        args.scale,
+        out=args.out,
+        workers=args.workers,
+        storage=args.storage,
+        seed=args.seed,
     )
     print(f"report written to {path}")
     return 0
