@@ -85,7 +85,7 @@ def search(
     cut_threshold: float = 0.12,
     screen: int = 0,
     screen_epochs: int = 1,
-    baseline_start: bool = False,
+    baseline_start: bool = True,
     workers: int = 1,
     threads: int | None = None,
     quiet: bool = True,
@@ -93,8 +93,9 @@ def search(
     """Search where and how much randomness helps (``dicelab search``); the summary written to
     ``<out>/search.json`` (trial counts, the best trial with its ``settings`` in real values).
 
-    The options are the CLI's (``dicelab search --help``); ``config`` and ``overrides`` give
-    the base configuration as for :func:`train`.
+    The options are the CLI's (``dicelab search --help``), with the same defaults (the PSO
+    swarm's first particle starts at the no-randomness baseline); ``config`` and
+    ``overrides`` give the base configuration as for :func:`train`.
     """
     from dicelab.config import to_dict
     from dicelab.tune.search import SearchOptions, run_search

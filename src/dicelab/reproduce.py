@@ -173,12 +173,16 @@ def _paper1(
     log(f"1/5 search: {scale.particles} particles x {scale.generations} generations")
     run_search(options)
     log(f"2/5 evaluate: best and baseline, {scale.repeats} seeds, {scale.eval_epochs} epochs")
-    summary = evaluate(options, epochs=scale.eval_epochs, repeats=scale.repeats, workers=workers)
+    summary = evaluate(
+        options, epochs=scale.eval_epochs, repeats=scale.repeats, workers=workers, say=log
+    )
     log(f"    {_reduction_words(summary)}")
     log(f"3/5 ablate: {scale.ablate_repeats} seeds per variant")
-    ablate(options, epochs=scale.eval_epochs, repeats=scale.ablate_repeats, workers=workers)
+    ablate(
+        options, epochs=scale.eval_epochs, repeats=scale.ablate_repeats, workers=workers, say=log
+    )
     log("4/5 analyze")
-    analyze(options)
+    analyze(options, say=log)
     log("5/5 report")
     return build_report(folder, study="paper1", storage=storage, title="Reproduction: paper 1")
 
@@ -215,7 +219,9 @@ def _paper3(scale: Paper3, folder: Path, workers: int, log: Callable[[str], None
         settings = [*scale.settings, f"optimizer.perturbation={method}", f"train.epochs={epochs}"]
         configs[method] = load_config(None, settings)
     log(f"1/3 train: {len(configs)} optimizers x {scale.seeds} seeds")
-    results = retrain(configs, folder / "runs", epochs=None, repeats=scale.seeds, workers=workers)
+    results = retrain(
+        configs, folder / "runs", epochs=None, repeats=scale.seeds, workers=workers, say=log
+    )
     rows = []
     for method, got in results.items():
         run = folder / "runs" / f"{method}-seed{configs[method].seed}"

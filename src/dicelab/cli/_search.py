@@ -57,8 +57,11 @@ def add_search(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--screen-epochs", type=int, default=1, help="default: 1")
     parser.add_argument(
         "--baseline-start",
-        action="store_true",
-        help="PSO: start the first particle at the no-randomness baseline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="PSO: start the first particle at the no-randomness baseline, so the best is "
+        "never worse than it on validation (default); --no-baseline-start is the authors' "
+        "start",
     )
     parser.add_argument("--workers", type=int, default=1, help="local worker processes")
     parser.add_argument(

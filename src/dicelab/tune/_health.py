@@ -53,7 +53,7 @@ def chance_warning(
     cut_words = f" or were cut below {cut:g}" if cut > level else ""
     return (
         f"{failed} of {len(finite)} trials scored at chance (≤ {level:.2g} with {num_classes} "
-        f"classes){cut_words}: too few updates for the BatchNorm statistics, or a learning "
-        "rate too small or too large; train longer (train.epochs), set "
-        "train.recalibrate_bn=true, or check the learning rate (optimizer.lr)"
+        f"classes){cut_words}: likely too few updates (train longer with train.epochs; "
+        "large batches leave few updates per epoch), a learning rate too small or too large "
+        "(optimizer.lr), or lagging BatchNorm statistics (train.recalibrate_bn=true)"
     )
