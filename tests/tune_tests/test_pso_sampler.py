@@ -358,3 +358,43 @@ def test_states_of_finished_trials_are_the_expected_ones() -> None:
     study = optuna.create_study(sampler=PSOSampler(space(2), n_particles=3, seed=0))
     study.optimize(sphere(2), n_trials=6)
     assert {t.state for t in study.trials} == {TrialState.COMPLETE}
+
+
+def test_more_open_trials_than_particles_in_one_thread_never_block() -> None:
+    """Five study.ask() before any tell with 4 particles: the fifth blocked forever in the
+    free-particle poll; now it evaluates a random point that does not feed the swarm."""
+    sampler = PSOSampler(space(2), n_particles=4, seed=0, poll_interval=0.01)
+    study = optuna.create_study(sampler=sampler)
+    trials = [study.ask() for _ in range(5)]
+    params = [point(t, 2) for t in trials]  # the fifth suggest used to hang here
+    assert [GENERATION in t.system_attrs for t in study.trials] == [True] * 4 + [False]
+    assert study.trials[4].system_attrs[EXTRA] is True
+    for trial, x in zip(trials, params, strict=True):
+        study.tell(trial, float(np.sum(np.square(x))))
+    study.optimize(sphere(2), n_trials=4)
+    assert sampler.generation(study) == 2  # the extra trial took no particle's place
+
+
+def test_multi_objective_studies_are_refused_on_every_path() -> None:
+    sampler = PSOSampler(space(2), n_particles=2, seed=0)
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    trial = study.ask()
+    frozen = study.trials[0]
+    with pytest.raises(ValueError, match="single-objective"):
+        sampler.infer_relative_search_space(study, frozen)
+    with pytest.raises(ValueError, match="single-objective"):
+        sampler.sample_independent(study, frozen, "x00", FloatDistribution(-5, 5))
+    with pytest.raises(ValueError, match="single-objective"):
+        trial.suggest_float("x00", -5, 5)
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_partial_fixed_sampler_gets_only_the_parameters_it_asked_for() -> None:
+    """Before: `ValueError: The parameter ... was sampled by sample_relative method but it is
+    not contained in the relative search space.`"""
+    inner = PSOSampler(space(2), n_particles=2, seed=0)
+    sampler = optuna.samplers.PartialFixedSampler({"x00": 0.5}, inner)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(sphere(2), n_trials=4)
+    assert [t.params["x00"] for t in study.trials] == [0.5] * 4
+    assert {t.state for t in study.trials} == {TrialState.COMPLETE}

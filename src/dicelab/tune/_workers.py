@@ -26,12 +26,26 @@ _log = logging.getLogger(__name__)
 
 HOST = "worker:host"
 PID = "worker:pid"
+THREAD = "worker:thread"
 
 
 def record_worker(study: optuna.Study, trial_id: int) -> None:
-    """Tag a trial with this process's host and id."""
+    """Tag a trial with this process's host and id, and the thread that runs it."""
     compat.set_trial_system_attr(study, trial_id, HOST, socket.gethostname())
     compat.set_trial_system_attr(study, trial_id, PID, os.getpid())
+    compat.set_trial_system_attr(study, trial_id, THREAD, threading.get_ident())
+
+
+def this_thread_holds_all(trials: Iterable[FrozenTrial]) -> bool:
+    """Whether every one of ``trials`` (at least one) was claimed by this very thread: then
+    none can finish while this thread waits (``study.ask()`` several times before any
+    ``tell``), and waiting for them would never end."""
+    me = (socket.gethostname(), os.getpid(), threading.get_ident())
+    owners = {
+        (t.system_attrs.get(HOST), t.system_attrs.get(PID), t.system_attrs.get(THREAD))
+        for t in trials
+    }
+    return owners == {me}
 
 
 def fail_dead_workers(study: optuna.Study, trials: Iterable[FrozenTrial] | None = None) -> int:

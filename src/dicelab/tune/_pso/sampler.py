@@ -41,7 +41,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import optuna
@@ -53,7 +53,7 @@ from optuna.trial import FrozenTrial, TrialState
 from dicelab.rng import derive_seed
 from dicelab.tune import _optuna_compat as compat
 from dicelab.tune._pso._swarm import Coefficients, Encoding, Swarm, advance, initial_swarm
-from dicelab.tune._workers import fail_dead_workers, record_worker
+from dicelab.tune._workers import fail_dead_workers, record_worker, this_thread_holds_all
 
 _log = logging.getLogger(__name__)
 
@@ -67,6 +67,20 @@ EXTRA = "pso:extra"
 
 #: User attribute: a failed trial carrying it counts as evaluated (fitness −∞), not retried.
 NO_RETRY = "pso_no_retry"
+
+
+def _single_objective(study: optuna.Study) -> None:
+    """Refuse a multi-objective study, whatever the sampler is asked first."""
+    if len(study.directions) > 1:
+        raise ValueError("PSOSampler supports single-objective studies only")
+
+
+def _within(
+    params: dict[str, Any], search_space: Mapping[str, BaseDistribution]
+) -> dict[str, Any]:
+    """The parameters Optuna asked for: those of ``search_space`` (a wrapper such as
+    PartialFixedSampler leaves the fixed ones out)."""
+    return {name: value for name, value in params.items() if name in search_space}
 
 
 class SwarmFinished(optuna.exceptions.OptunaError):
@@ -196,6 +210,7 @@ class PSOSampler(BaseSampler):
     def infer_relative_search_space(
         self, study: optuna.Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
+        _single_objective(study)
         return dict(self._space)
 
     def sample_relative(
@@ -203,8 +218,7 @@ class PSOSampler(BaseSampler):
     ) -> dict[str, Any]:
         if not search_space:
             return {}
-        if len(study.directions) > 1:
-            raise ValueError("PSOSampler supports single-objective studies only")
+        _single_objective(study)
         tid = compat.trial_id(trial)
         record_worker(study, tid)
         quiet = False
@@ -213,12 +227,20 @@ class PSOSampler(BaseSampler):
             if claimed is not None and self._holds(study, trial.number, claimed):
                 break
             view = self._wait_for_free_particle(study, quiet)
-            if view is None:  # the swarm has stopped: an extra evaluation of its best
+            if view == "finished":  # the swarm has stopped: an extra evaluation of its best
                 study.stop()
                 compat.set_trial_system_attr(study, tid, EXTRA, True)
                 swarm = self._memo[(study.study_name, self._latest.get(study.study_name, 0))]
                 assert swarm.gbest_x is not None  # a stopping rule needs a finished generation
-                return self._enc.decode(swarm.gbest_x)
+                return _within(self._enc.decode(swarm.gbest_x), search_space)
+            if view == "stuck":  # every particle is held by this thread's open trials
+                _log.warning(
+                    "trial %d: every particle is claimed by open trials of this thread (asked "
+                    "before told); it evaluates a random point that does not feed the swarm",
+                    trial.number,
+                )
+                compat.set_trial_system_attr(study, tid, EXTRA, True)
+                return {}  # Optuna then samples each parameter independently (at random)
             quiet = True
             # Workers that wake together at a generation barrier would all take the first
             # free particle; starting from the trial number spreads them out.
@@ -235,19 +257,26 @@ class PSOSampler(BaseSampler):
         # After the last attempt a claim stands even if it is a duplicate (counted once).
         assert claimed is not None
         generation, particle = claimed
-        return self._enc.decode(self._memo[(study.study_name, generation)].x[particle])
+        position = self._enc.decode(self._memo[(study.study_name, generation)].x[particle])
+        return _within(position, search_space)
 
-    def _wait_for_free_particle(self, study: optuna.Study, quiet: bool) -> _View | None:
-        """The swarm's view once a particle of the open generation is free; None (or
-        SwarmFinished, with ``raise_when_finished``) once a stopping rule is met."""
+    def _wait_for_free_particle(
+        self, study: optuna.Study, quiet: bool
+    ) -> _View | Literal["finished", "stuck"]:
+        """The swarm's view once a particle of the open generation is free; ``"finished"``
+        (or SwarmFinished, with ``raise_when_finished``) once a stopping rule is met;
+        ``"stuck"`` when every particle is held by open trials of this very thread, which
+        cannot finish while it waits."""
         while True:
             view = self._view(study)
             if self._finished(view):
                 if self.raise_when_finished:
                     raise SwarmFinished(f"the swarm stopped at generation {view.generation}")
-                return None
+                return "finished"
             if view.free:
                 return view
+            if this_thread_holds_all(view.busy):
+                return "stuck"
             if not quiet:
                 _log.info(
                     "generation %d: every particle is claimed; waiting for it to finish",
@@ -280,6 +309,7 @@ class PSOSampler(BaseSampler):
         param_name: str,
         param_distribution: BaseDistribution,
     ) -> Any:
+        _single_objective(study)
         return self._random.sample_independent(study, trial, param_name, param_distribution)
 
     def reseed_rng(self) -> None:
