@@ -398,3 +398,22 @@ def test_partial_fixed_sampler_gets_only_the_parameters_it_asked_for() -> None:
     study.optimize(sphere(2), n_trials=4)
     assert [t.params["x00"] for t in study.trials] == [0.5] * 4
     assert {t.state for t in study.trials} == {TrialState.COMPLETE}
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_the_swarm_learns_the_points_actually_evaluated(caplog: pytest.LogCaptureFixture) -> None:
+    """Before: a trial evaluated with x00 fixed at 0.5 credited its value to its particle's
+    position (x00 = 4.35, say), a point never evaluated. Now the swarm takes the evaluated
+    point: with x00 fixed in every trial, its best has x00 = 0.5."""
+    inner = PSOSampler(space(2), n_particles=3, seed=0)
+    study = optuna.create_study(sampler=optuna.samplers.PartialFixedSampler({"x00": 0.5}, inner))
+    study.optimize(sphere(2), n_trials=9)
+    swarm = inner._view(study).swarm
+    assert swarm.gbest_x is not None and swarm.gbest_x[0] == pytest.approx(0.5)
+    assert np.allclose(swarm.pbest_x[:, 0], 0.5)
+    assert "evaluated away from its particle's position" in caplog.text
+
+    plain = PSOSampler(space(2), n_particles=3, seed=0)
+    honest = optuna.create_study(sampler=plain)
+    honest.optimize(sphere(2), n_trials=9)  # nothing fixed: positions are the particles'
+    assert not np.allclose(plain._view(honest).swarm.pbest_x[:, 0], 0.5)

@@ -36,6 +36,7 @@ host is gone, so a killed worker's particle is retried.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -67,6 +68,13 @@ EXTRA = "pso:extra"
 
 #: User attribute: a failed trial carrying it counts as evaluated (fitness −∞), not retried.
 NO_RETRY = "pso_no_retry"
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Whether two parameter values are the same (floats up to rounding)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return bool(a == b)
 
 
 def _single_objective(study: optuna.Study) -> None:
@@ -204,6 +212,7 @@ class PSOSampler(BaseSampler):
         self._random = RandomSampler(seed=seed)
         self._memo: dict[tuple[str, int], Swarm] = {}  # (study, generation) → swarm
         self._latest: dict[str, int] = {}  # study → its latest generation computed
+        self._warned: set[int] = set()  # trials said to be evaluated off their position
 
     # -- optuna's sampler interface -------------------------------------------------------
 
@@ -401,6 +410,7 @@ class PSOSampler(BaseSampler):
         sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
         while True:
             fitness = np.empty(self.n_particles)
+            evaluated = swarm.x.copy()  # where each particle was evaluated
             free: list[int] = []
             busy: list[FrozenTrial] = []
             for i in range(self.n_particles):
@@ -412,22 +422,43 @@ class PSOSampler(BaseSampler):
                     busy.extend(live)
                 else:
                     fitness[i] = sign * value if math.isfinite(value) else -math.inf
+                    if live:  # a complete trial: the swarm learns the point it evaluated
+                        evaluated[i] = self._evaluated_at(live[0], swarm.x[i])
             if free or busy:
                 return _View(generation, swarm, free, busy)
             rng = np.random.default_rng([self._seed(study), 1, generation])
-            swarm = advance(swarm, fitness, generation, self._enc, rng, self.coefficients)
+            moved = dataclasses.replace(swarm, x=evaluated)
+            swarm = advance(moved, fitness, generation, self._enc, rng, self.coefficients)
             generation += 1
             self._memo[(key, generation)] = swarm
             self._latest[key] = generation
 
+    def _evaluated_at(self, trial: FrozenTrial, position: np.ndarray) -> np.ndarray:
+        """The position ``trial`` was really evaluated at. Usually its particle's; but an
+        enqueued or fixed parameter, or one asked with another range, moves the evaluation
+        elsewhere, and the swarm must learn the point evaluated, not the one handed out
+        (a parameter the objective never asked keeps the particle's value)."""
+        handed = self._enc.decode(position)
+        asked = {name: trial.params.get(name, handed[name]) for name in self._enc.names}
+        if all(_same_value(asked[name], handed[name]) for name in self._enc.names):
+            return position
+        if trial.number not in self._warned:
+            self._warned.add(trial.number)
+            _log.warning(
+                "trial %d was evaluated away from its particle's position (fixed, enqueued or "
+                "asked with another range); the swarm takes the point it was evaluated at",
+                trial.number,
+            )
+        return np.clip(self._enc.encode(asked), self._enc.low, self._enc.high)
+
     def _result(self, trials: list[FrozenTrial]) -> tuple[str, float, list[FrozenTrial]]:
-        """("done", value, []), ("busy", nan, live trials) or ("open", nan, []) for one
-        particle's claiming trials in number order."""
+        """("done", value, [the complete trial, if any]), ("busy", nan, live trials) or
+        ("open", nan, []) for one particle's claiming trials in number order."""
         failures = 0
         for t in trials:
             if t.state == TrialState.COMPLETE:
                 assert t.value is not None
-                return "done", float(t.value), []
+                return "done", float(t.value), [t]
             if t.state == TrialState.PRUNED:
                 return "done", math.nan, []
             if t.state == TrialState.FAIL:
