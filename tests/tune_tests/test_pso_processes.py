@@ -95,10 +95,10 @@ def test_a_worker_killed_mid_trial_is_failed_and_its_particle_retried(tmp_path) 
         except KeyError:
             time.sleep(0.05)
             continue
-        mine = [
+        mine = [  # a trial that has claimed its particle (not one still claiming)
             t
             for t in study.get_trials(states=(TrialState.RUNNING,))
-            if t.system_attrs.get("worker:pid") == victim.pid
+            if t.system_attrs.get("worker:pid") == victim.pid and GENERATION in t.system_attrs
         ]
         if mine:
             break
