@@ -75,3 +75,12 @@ class StorageError(DicelabError):
     """
 
     exit_code = 2
+
+
+def failure_words(exc: BaseException) -> str:
+    """What the user's code (a ``module:function`` dataset or model) did instead of returning,
+    in words for an error message: ``raised ValueError: ...`` or ``exited (sys.exit(3))
+    instead of returning``."""
+    if isinstance(exc, SystemExit):
+        return f"exited (sys.exit({exc.code!r})) instead of returning"
+    return f"raised {type(exc).__name__}: {exc}"

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from dicelab.data.core import RawData, Split
-from dicelab.exceptions import ConfigError
+from dicelab.exceptions import ConfigError, failure_words
 from dicelab.rng import preserved_host_rng
 
 FIELD = "data.name"
@@ -56,7 +56,7 @@ def load_custom(spec: str) -> RawData:
         ) from exc
     except (Exception, SystemExit) as exc:  # the module's own top-level code failed
         raise ConfigError(
-            FIELD, spec, f"expected an importable module; importing it {_failure(exc)}"
+            FIELD, spec, f"expected an importable module; importing it {failure_words(exc)}"
         ) from exc
     function = getattr(module, function_name, None)
     if not callable(function):
@@ -68,7 +68,7 @@ def load_custom(spec: str) -> RawData:
             result = function()
     except (Exception, SystemExit) as exc:  # user code: report it, never a traceback
         raise ConfigError(
-            FIELD, spec, f"expected the function to return the data; it {_failure(exc)}"
+            FIELD, spec, f"expected the function to return the data; it {failure_words(exc)}"
         ) from exc
     arrays, declared = _unpack(spec, result)
     x_train, y_train, x_test, y_test = (
@@ -85,13 +85,6 @@ def load_custom(spec: str) -> RawData:
         )
     num_classes = _num_classes(spec, torch.cat([train.y, test.y]), declared)
     return RawData(train=train, test=test, num_classes=num_classes)
-
-
-def _failure(exc: BaseException) -> str:
-    """What happened, in words, for an exception raised by the user's code."""
-    if isinstance(exc, SystemExit):
-        return f"exited (sys.exit({exc.code!r})) instead of returning"
-    return f"raised {type(exc).__name__}: {exc}"
 
 
 def _num_classes(spec: str, labels: torch.Tensor, declared: object) -> int:

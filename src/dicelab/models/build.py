@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from dicelab.config import coerce
-from dicelab.exceptions import ConfigError, UnknownNameError
+from dicelab.exceptions import ConfigError, UnknownNameError, failure_words
 from dicelab.models.base import BATCHNORM_PRESETS, MODELS, ModelInfo
 
 #: Arguments ``build_model`` itself passes to a registered builder; never options.
@@ -112,9 +112,8 @@ def _build_custom(
             "model.name", spec, _CUSTOM_EXPECTED, hint=f"Cannot import {module_name!r}: {exc}."
         ) from exc
     except (Exception, SystemExit) as exc:  # the module's own top-level code failed
-        raise ConfigError(
-            "model.name", spec, _CUSTOM_EXPECTED, hint=f"Importing {module_name!r} {_failed(exc)}."
-        ) from exc
+        hint = f"Importing {module_name!r} {failure_words(exc)}."
+        raise ConfigError("model.name", spec, _CUSTOM_EXPECTED, hint=hint) from exc
     try:
         for part in attribute.split("."):
             target = getattr(target, part)
@@ -142,7 +141,7 @@ def _build_custom(
         model = target(input_shape=input_shape, num_classes=num_classes, **kwargs)
     except (Exception, SystemExit) as exc:  # user code: report it, never a traceback
         raise ConfigError(
-            "model.name", spec, _CUSTOM_EXPECTED, hint=f"It {_failed(exc)}."
+            "model.name", spec, _CUSTOM_EXPECTED, hint=f"It {failure_words(exc)}."
         ) from exc
     if not isinstance(model, nn.Module):
         raise ConfigError(
@@ -175,7 +174,7 @@ def _dry_run(spec: str, model: nn.Module, input_shape: tuple[int, ...], num_clas
             "model.name",
             spec,
             f"expected a model that accepts inputs of shape (N, {_dims(input_shape)}); its "
-            f"first forward pass on one example {_failed(exc)}",
+            f"first forward pass on one example {failure_words(exc)}",
         ) from exc
     finally:
         model.train(was_training)
@@ -201,13 +200,6 @@ def _dry_run(spec: str, model: nn.Module, input_shape: tuple[int, ...], num_clas
 
 def _dims(shape: tuple[int, ...]) -> str:
     return ", ".join(str(d) for d in shape)
-
-
-def _failed(exc: BaseException) -> str:
-    """What user code did instead of returning, in words."""
-    if isinstance(exc, SystemExit):
-        return f"exited (sys.exit({exc.code!r}))"
-    return f"raised {type(exc).__name__}: {exc}"
 
 
 def _signature(builder: Callable[..., object]) -> inspect.Signature | None:
