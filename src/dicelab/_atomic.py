@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from dicelab._process import alive
+from dicelab.tune._pso._process import alive
 
 # The temporary file of a write: the target's name, the writer's pid and host, a random tag.
 # Names written before the host was recorded (``.<target>.<pid>.<tag>.tmp``) still match.

@@ -327,8 +327,8 @@ def test_a_trial_budget_is_exact_with_two_workers(
 def test_killed_trials_do_not_count_against_the_budget(data_root: Path, tmp_path: Path) -> None:
     """A trial whose worker died is failed and evaluated again; the budget still gets its
     number of finished trials."""
-    from dicelab.tune import _optuna_compat as compat
-    from dicelab.tune._workers import HOST, PID
+    from dicelab.tune._pso import _compat as compat
+    from dicelab.tune._pso._workers import HOST, PID
     from tune_tests.test_search import _dead_pid
 
     opts = options(data_root, tmp_path, genes=["lr"], sampler="random", trials=2)

@@ -11,9 +11,17 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from dicelab.tune import NO_RETRY, PSOSampler, SparseInit, SwarmFinished
+from dicelab.tune import NO_RETRY, PSOSampler, SparseInit, SwarmFinished, SwarmWaitTimeout
+from dicelab.tune._pso import _compat as compat
 from dicelab.tune._pso._swarm import Coefficients, Encoding, advance, initial_swarm
-from dicelab.tune._pso.sampler import EXTRA, GENERATION, PARTICLE, POSITION
+from dicelab.tune._pso.sampler import (
+    EXTRA,
+    GENERATION,
+    PARTICLE,
+    POSITION,
+    SPACE,
+    _representable,
+)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -243,7 +251,6 @@ def test_duplicate_claims_count_the_lowest_trial_number() -> None:
     first = study.ask()
     point(first, 1)  # claims particle 0
     second = study.ask()
-    from dicelab.tune import _optuna_compat as compat
 
     for key in (GENERATION, PARTICLE, POSITION):
         compat.set_trial_system_attr(
@@ -408,7 +415,7 @@ def test_the_swarm_learns_the_points_actually_evaluated(caplog: pytest.LogCaptur
     inner = PSOSampler(space(2), n_particles=3, seed=0)
     study = optuna.create_study(sampler=optuna.samplers.PartialFixedSampler({"x00": 0.5}, inner))
     study.optimize(sphere(2), n_trials=9)
-    swarm = inner._view(study).swarm
+    swarm = inner._current(study).swarm
     assert swarm.gbest_x is not None and swarm.gbest_x[0] == pytest.approx(0.5)
     assert np.allclose(swarm.pbest_x[:, 0], 0.5)
     assert "evaluated away from its particle's position" in caplog.text
@@ -416,4 +423,91 @@ def test_the_swarm_learns_the_points_actually_evaluated(caplog: pytest.LogCaptur
     plain = PSOSampler(space(2), n_particles=3, seed=0)
     honest = optuna.create_study(sampler=plain)
     honest.optimize(sphere(2), n_trials=9)  # nothing fixed: positions are the particles'
-    assert not np.allclose(plain._view(honest).swarm.pbest_x[:, 0], 0.5)
+    assert not np.allclose(plain._current(honest).swarm.pbest_x[:, 0], 0.5)
+
+
+def test_a_point_outside_the_space_teaches_the_swarm_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A trial asked with a range that excludes its particle's value is evaluated elsewhere,
+    outside the declared space: clipping it to the border would credit its value to a point
+    never evaluated, so its result is left out (fitness −∞), with a warning."""
+    sampler = PSOSampler({"x": FloatDistribution(-5, 5)}, n_particles=3, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(lambda t: t.suggest_float("x", 10, 20), n_trials=3)
+    assert all(10 <= t.params["x"] <= 20 for t in study.trials)
+    view = sampler._current(study)
+    assert view is not None and view.generation == 1
+    assert view.swarm.gbest_x is None and np.all(np.isneginf(view.swarm.pbest_f))
+    assert "lies outside the swarm's space, so its result is not used" in caplog.text
+
+    # Optuna itself refuses a categorical asked with other choices; a value the choices do
+    # not hold (from storage written by hand, say) is outside the space all the same
+    enc = Encoding.of({"c": CategoricalDistribution(["a", "b"]), "x": FloatDistribution(0, 1)})
+    assert _representable(enc, {"c": "z", "x": 0.5}) is None
+    assert _representable(enc, {"c": "b", "x": 1.5}) is None
+    assert _representable(enc, {"c": "b", "x": 0.5}) == pytest.approx([1.5, 0.5])
+
+
+def test_define_by_run_infers_the_space_from_the_first_complete_trial() -> None:
+    """Without a declared space the first trial is sampled at random and stays outside the
+    swarm; its parameters become the swarm's dimensions, stored in the study, and from then on
+    the swarm moves exactly as one given that space up front."""
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, sampler=PSOSampler(n_particles=4, seed=5))
+    study.optimize(sphere(2), n_trials=13)
+    assert GENERATION not in study.trials[0].system_attrs
+    assert compat.study_system_attrs(study)[SPACE].keys() == {"x00", "x01"}
+    inferred = positions(study)
+    assert sorted(inferred) == [(g, i) for g in range(3) for i in range(4)]
+
+    declared = optuna.create_study(sampler=PSOSampler(space(2), n_particles=4, seed=5))
+    declared.optimize(sphere(2), n_trials=12)
+    assert positions(declared) == inferred
+
+    # another worker (a new sampler) reads the stored space, whatever it sees first
+    again = optuna.load_study(
+        study_name=study.study_name, storage=storage, sampler=PSOSampler(n_particles=4, seed=5)
+    )
+    again.optimize(sphere(2), n_trials=4)
+    assert sorted(positions(again))[-4:] == [(3, i) for i in range(4)]
+
+
+def test_define_by_run_refuses_a_sparse_start_and_checks_initial_points() -> None:
+    with pytest.raises(ValueError, match="sparse_init needs a declared search_space"):
+        PSOSampler(sparse_init=SparseInit(optional=("x",), baseline={"x": 0.0}))
+    sampler = PSOSampler(n_particles=2, seed=0, initial_params=[{"x00": 9.0, "x01": 0.0}])
+    study = optuna.create_study(sampler=sampler)
+    with pytest.raises(ValueError, match=r"initial_params\[0\] = .* lies outside the space"):
+        study.optimize(sphere(2), n_trials=2)
+
+
+def test_a_waiting_trial_gives_up_after_wait_timeout_with_the_holders_named() -> None:
+    """Another thread holds every particle and never tells: a trial that needs one waits
+    ``wait_timeout`` seconds, then fails with a message naming the trials it waited for."""
+    import threading
+    import time
+
+    sampler = PSOSampler(space(1), n_particles=2, seed=0, wait_timeout=0.3, poll_interval=0.05)
+    study = optuna.create_study(sampler=sampler)
+    held = [study.ask() for _ in range(2)]
+    for t in held:
+        point(t, 1)  # claims the particles in this thread
+    errors: list[BaseException] = []
+
+    def other_worker() -> None:
+        try:
+            point(study.ask(), 1)
+        except BaseException as err:  # noqa: BLE001 - handed to the test thread
+            errors.append(err)
+
+    start = time.monotonic()
+    worker = threading.Thread(target=other_worker)
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive() and time.monotonic() - start < 5
+    assert len(errors) == 1 and isinstance(errors[0], SwarmWaitTimeout)
+    message = str(errors[0])
+    assert "waited 0.3 s for a free particle of generation 0" in message
+    assert "0 (" in message and "1 (" in message and "longer wait_timeout" in message
+    assert positions(study).keys() == {(0, 0), (0, 1)}  # the swarm is unchanged

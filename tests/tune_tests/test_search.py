@@ -292,9 +292,9 @@ def test_a_killed_runs_stale_trial_is_recovered_on_restart(
 ) -> None:
     """A trial left RUNNING in the journal by a process of this host that no longer exists is
     marked failed when the search restarts, and its particle is evaluated again."""
-    from dicelab.tune import _optuna_compat as compat
+    from dicelab.tune._pso import _compat as compat
+    from dicelab.tune._pso._workers import HOST, PID
     from dicelab.tune._pso.sampler import PARTICLE, POSITION
-    from dicelab.tune._workers import HOST, PID
 
     opts = options(data_root, tmp_path, genes=["lr"], particles=2, generations=1)
     run_search(opts)

@@ -35,10 +35,11 @@ from dicelab.config import RunConfig, from_dict, to_dict, to_yaml
 from dicelab.data import load_data
 from dicelab.exceptions import ConfigError, DicelabError
 from dicelab.paper_space import readable
-from dicelab.tune import _optuna_compat as compat
 from dicelab.tune._health import chance_warning
+from dicelab.tune._pso import _compat as compat
+from dicelab.tune._pso._workers import fail_dead_workers
 from dicelab.tune._pso.sampler import GENERATION, NO_RETRY, PARTICLE, PSOSampler, SwarmFinished
-from dicelab.tune._workers import exit_with_parent, fail_dead_workers
+from dicelab.tune._workers import exit_with_parent
 from dicelab.tune.objective import SearchObjective, SearchSpace, configure
 from dicelab.tune.storage import describe_storage, open_storage
 
@@ -215,6 +216,9 @@ def _sampler(
         max_generations=options.generations,
         patience=options.patience,
         raise_when_finished=True,  # a surplus trial ends unused at once, never trained
+        # A trial here is a training run of unknown length; dead workers are found by
+        # heartbeat (PostgreSQL) or process id (journal), so waiting on live ones is right.
+        wait_timeout=None,
     )
 
 

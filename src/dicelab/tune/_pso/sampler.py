@@ -12,7 +12,12 @@ has a result, any worker can compute generation ``g + 1`` from the tagged trials
 The swarm is therefore a pure function of the storage. Several processes on one or many
 machines share one swarm, a study resumes after every worker was killed, and the results do
 not depend on the order in which trials finish. A worker that finds every particle of the
-current generation claimed waits (polling the storage) until the generation completes.
+current generation claimed waits (polling the storage) until the generation completes, for at
+most ``wait_timeout`` seconds without progress.
+
+The search space is either declared (``PSOSampler(space)``) or, define-by-run, inferred from
+the first complete trial (``PSOSampler()``): that trial's parameters and distributions become
+the swarm's dimensions, stored in the study so that every worker uses the same ones.
 
 How each kind of trial counts:
 
@@ -27,7 +32,12 @@ How each kind of trial counts:
   the retry is the same particle; it is counted once.
 - Duplicates: two workers can claim the same particle in the same instant. Both run, and the
   lower trial number counts.
-- Untagged trials (enqueued by hand, or made by another sampler): ignored by the swarm.
+- Untagged trials (enqueued by hand, made by another sampler, or run before a define-by-run
+  space was known): ignored by the swarm.
+- A claimed trial evaluated elsewhere than its particle's position (a fixed or enqueued
+  parameter, a parameter asked with another range): the swarm learns the point evaluated; a
+  value the declared distribution cannot hold (outside its range, not one of its choices)
+  makes the result unusable (fitness −∞, like a pruned one). Either way with one warning.
 
 Each claimed trial also records its worker's host and process id. On storages without a
 heartbeat (the journal file), a waiting worker fails the RUNNING trials whose process on this
@@ -37,6 +47,7 @@ host is gone, so a killed worker's particle is retried.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import math
 import time
@@ -46,15 +57,14 @@ from typing import Any, Literal
 
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from dicelab.rng import derive_seed
-from dicelab.tune import _optuna_compat as compat
-from dicelab.tune._pso._swarm import Coefficients, Encoding, Swarm, advance, initial_swarm
-from dicelab.tune._workers import fail_dead_workers, record_worker, this_thread_holds_all
+from . import _compat as compat
+from ._swarm import Coefficients, Encoding, Swarm, advance, initial_swarm
+from ._workers import HOST, PID, fail_dead_workers, record_worker, this_thread_holds_all
 
 _log = logging.getLogger(__name__)
 
@@ -68,6 +78,9 @@ EXTRA = "pso:extra"
 
 #: User attribute: a failed trial carrying it counts as evaluated (fitness −∞), not retried.
 NO_RETRY = "pso_no_retry"
+
+#: Study system attribute: the search space inferred from the first complete trial.
+SPACE = "pso:space"
 
 
 def _same_value(a: Any, b: Any) -> bool:
@@ -83,17 +96,15 @@ def _single_objective(study: optuna.Study) -> None:
         raise ValueError("PSOSampler supports single-objective studies only")
 
 
-def _within(
-    params: dict[str, Any], search_space: Mapping[str, BaseDistribution]
-) -> dict[str, Any]:
-    """The parameters Optuna asked for: those of ``search_space`` (a wrapper such as
-    PartialFixedSampler leaves the fixed ones out)."""
-    return {name: value for name, value in params.items() if name in search_space}
-
-
 class SwarmFinished(optuna.exceptions.OptunaError):
     """Raised when a trial asks for a particle after the swarm's stopping rule was met
     (``max_generations`` or ``patience``); the trial gets no particle."""
+
+
+class SwarmWaitTimeout(optuna.exceptions.OptunaError):
+    """Raised when a trial waited ``wait_timeout`` seconds for a free particle while the
+    trials holding every particle of the generation made no progress; the trial gets no
+    particle (and fails), the swarm is unchanged."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +137,9 @@ class PSOSampler(BaseSampler):
 
     Args:
         search_space: every parameter the swarm moves (name → distribution). The objective may
-            ask for others; those are sampled at random.
+            ask for others; those are sampled at random. ``None`` (define-by-run): the
+            parameters of the study's first complete trial, which is itself sampled at random
+            and stays outside the swarm.
         n_particles: particles per generation.
         inertia, cognitive, social: w, c1, c2 (defaults: 0.7298, 1.49618, 1.49618).
         velocity_clamp: the largest velocity, as a fraction of each dimension's range.
@@ -140,6 +153,10 @@ class PSOSampler(BaseSampler):
         patience: stop handing out particles after this many complete generations without
             a better global best.
         poll_interval: seconds between storage polls while waiting for a generation.
+        wait_timeout: the longest a trial waits for a free particle while no trial of the
+            generation finishes; then it raises :class:`SwarmWaitTimeout`, naming the trials
+            it waited for. ``None`` waits as long as they run (dead workers are still
+            detected: by the heartbeat on RDB storages, by process id on this host).
         raise_when_finished: raise :class:`SwarmFinished` for a trial that asks for a
             particle once a stopping rule is met (default: evaluate the best position).
 
@@ -150,6 +167,10 @@ class PSOSampler(BaseSampler):
     ``pso:extra``, and does not feed the swarm. With ``raise_when_finished=True`` such a trial
     raises :class:`SwarmFinished` instead (dicelab's search does this so that it never
     trains a surplus trial).
+
+    When more trials are open than particles in one thread (``study.ask()`` several times
+    before any ``tell``), waiting could never end: the extra trial evaluates a random point,
+    tagged ``pso:extra``, outside the swarm, with a warning.
 
     Example:
         >>> import optuna
@@ -171,7 +192,7 @@ class PSOSampler(BaseSampler):
 
     def __init__(
         self,
-        search_space: Mapping[str, BaseDistribution],
+        search_space: Mapping[str, BaseDistribution] | None = None,
         *,
         n_particles: int = 20,
         inertia: float = 0.7298,
@@ -185,32 +206,40 @@ class PSOSampler(BaseSampler):
         max_generations: int | None = None,
         patience: int | None = None,
         poll_interval: float = 1.0,
+        wait_timeout: float | None = 3600.0,
         raise_when_finished: bool = False,
     ) -> None:
-        if not search_space:
-            raise ValueError("PSOSampler needs a non-empty search_space")
+        if search_space is not None and not search_space:
+            raise ValueError("PSOSampler needs a non-empty search_space (or None: define-by-run)")
         if n_particles < 1:
             raise ValueError(f"n_particles must be >= 1, got {n_particles}")
         if not 0 < velocity_clamp:
             raise ValueError(f"velocity_clamp must be > 0, got {velocity_clamp}")
-        self._space = dict(search_space)
-        self._enc = Encoding.of(self._space)
+        if wait_timeout is not None and not wait_timeout >= 0:
+            raise ValueError(f"wait_timeout must be >= 0 or None, got {wait_timeout}")
+        self._declared = None if search_space is None else Encoding.of(search_space)
         self.n_particles = n_particles
         self.coefficients = Coefficients(inertia, cognitive, social, velocity_clamp)
         self.seed = seed
         self.sparse_init = sparse_init
         if sparse_init is not None:
-            unknown = [n for n in sparse_init.optional if n not in self._space]
+            if search_space is None:
+                raise ValueError("sparse_init needs a declared search_space")
+            unknown = [n for n in sparse_init.optional if n not in search_space]
             if unknown:
                 raise ValueError(f"sparse_init names parameters not in the space: {unknown}")
-        self._initial = [self._enc.encode(p) for p in initial_params][:n_particles]
+        self._initial_params = [dict(p) for p in initial_params][:n_particles]
+        if self._declared is not None:
+            self._initial_positions(self._declared)  # refuse bad starting points at once
         self.max_retries = max_retries
         self.max_generations = max_generations
         self.patience = patience
         self.poll_interval = poll_interval
+        self.wait_timeout = wait_timeout
         self.raise_when_finished = raise_when_finished
         self._random = RandomSampler(seed=seed)
         self._memo: dict[tuple[str, int], Swarm] = {}  # (study, generation) → swarm
+        self._inferred: dict[str, Encoding] = {}  # study → its define-by-run space
         self._latest: dict[str, int] = {}  # study → its latest generation computed
         self._warned: set[int] = set()  # trials said to be evaluated off their position
 
@@ -220,7 +249,8 @@ class PSOSampler(BaseSampler):
         self, study: optuna.Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
         _single_objective(study)
-        return dict(self._space)
+        enc = self._encoding(study)
+        return {} if enc is None else dict(zip(enc.names, enc.distributions, strict=True))
 
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -228,6 +258,8 @@ class PSOSampler(BaseSampler):
         if not search_space:
             return {}
         _single_objective(study)
+        enc = self._encoding(study)
+        assert enc is not None  # a non-empty relative space comes from a known encoding
         tid = compat.trial_id(trial)
         record_worker(study, tid)
         quiet = False
@@ -235,13 +267,13 @@ class PSOSampler(BaseSampler):
         for _attempt in range(_CLAIM_ATTEMPTS):
             if claimed is not None and self._holds(study, trial.number, claimed):
                 break
-            view = self._wait_for_free_particle(study, quiet)
+            view = self._wait_for_free_particle(study, enc, trial.number, quiet)
             if view == "finished":  # the swarm has stopped: an extra evaluation of its best
                 study.stop()
                 compat.set_trial_system_attr(study, tid, EXTRA, True)
                 swarm = self._memo[(study.study_name, self._latest.get(study.study_name, 0))]
                 assert swarm.gbest_x is not None  # a stopping rule needs a finished generation
-                return _within(self._enc.decode(swarm.gbest_x), search_space)
+                return self._complete(study, trial, enc.decode(swarm.gbest_x), search_space)
             if view == "stuck":  # every particle is held by this thread's open trials
                 _log.warning(
                     "trial %d: every particle is claimed by open trials of this thread (asked "
@@ -249,7 +281,7 @@ class PSOSampler(BaseSampler):
                     trial.number,
                 )
                 compat.set_trial_system_attr(study, tid, EXTRA, True)
-                return {}  # Optuna then samples each parameter independently (at random)
+                return self._complete(study, trial, {}, search_space)
             quiet = True
             # Workers that wake together at a generation barrier would all take the first
             # free particle; starting from the trial number spreads them out.
@@ -266,18 +298,40 @@ class PSOSampler(BaseSampler):
         # After the last attempt a claim stands even if it is a duplicate (counted once).
         assert claimed is not None
         generation, particle = claimed
-        position = self._enc.decode(self._memo[(study.study_name, generation)].x[particle])
-        return _within(position, search_space)
+        position = enc.decode(self._memo[(study.study_name, generation)].x[particle])
+        return self._complete(study, trial, position, search_space)
+
+    def _complete(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        params: dict[str, Any],
+        search_space: Mapping[str, BaseDistribution],
+    ) -> dict[str, Any]:
+        """``params`` cut to the parameters Optuna asked for (a wrapper such as
+        PartialFixedSampler leaves the fixed ones out), and one value for each of those: a
+        parameter the swarm does not move, or whose swarm value the asked distribution cannot
+        hold, is drawn at random from the asked distribution (as Optuna would at suggest time;
+        the swarm then learns the point evaluated)."""
+        return {
+            name: params[name]
+            if name in params and _contains(dist, params[name])
+            else self._random.sample_independent(study, trial, name, dist)
+            for name, dist in search_space.items()
+        }
 
     def _wait_for_free_particle(
-        self, study: optuna.Study, quiet: bool
+        self, study: optuna.Study, enc: Encoding, number: int, quiet: bool
     ) -> _View | Literal["finished", "stuck"]:
         """The swarm's view once a particle of the open generation is free; ``"finished"``
         (or SwarmFinished, with ``raise_when_finished``) once a stopping rule is met;
         ``"stuck"`` when every particle is held by open trials of this very thread, which
-        cannot finish while it waits."""
+        cannot finish while it waits. Raises :class:`SwarmWaitTimeout` after
+        ``wait_timeout`` seconds in which the trials holding the particles stayed the same."""
+        holders: set[int] = set()
+        since = time.monotonic()
         while True:
-            view = self._view(study)
+            view = self._view(study, enc)
             if self._finished(view):
                 if self.raise_when_finished:
                     raise SwarmFinished(f"the swarm stopped at generation {view.generation}")
@@ -286,6 +340,11 @@ class PSOSampler(BaseSampler):
                 return view
             if this_thread_holds_all(view.busy):
                 return "stuck"
+            now = {t.number for t in view.busy}
+            if now != holders:  # a holder finished (or was retried): the clock restarts
+                holders, since = now, time.monotonic()
+            elif self.wait_timeout is not None and time.monotonic() - since > self.wait_timeout:
+                raise SwarmWaitTimeout(self._timeout_message(number, view))
             if not quiet:
                 _log.info(
                     "generation %d: every particle is claimed; waiting for it to finish",
@@ -297,6 +356,20 @@ class PSOSampler(BaseSampler):
             # optuna fails stale heartbeat trials only when a trial starts; a waiting worker
             # must do it itself or it could wait for a dead worker forever.
             compat.fail_stale_trials(study)
+
+    def _timeout_message(self, number: int, view: _View) -> str:
+        """What a trial that gave up waiting says: who holds the particles and what to do."""
+        held = ", ".join(
+            f"{t.number} ({t.system_attrs.get(HOST, '?')}, pid {t.system_attrs.get(PID, '?')})"
+            for t in view.busy
+        )
+        return (
+            f"trial {number} waited {self.wait_timeout:g} s for a free particle of generation "
+            f"{view.generation}, and none of the trials holding them finished: {held}. If they "
+            "are still being evaluated, give PSOSampler a longer wait_timeout (or None); if "
+            "their workers are gone, mark those trials failed (study.tell(number, "
+            "state=TrialState.FAIL)) and their particles are evaluated again"
+        )
 
     @staticmethod
     def _holds(study: optuna.Study, number: int, claim: tuple[int, int]) -> bool:
@@ -322,6 +395,9 @@ class PSOSampler(BaseSampler):
         return self._random.sample_independent(study, trial, param_name, param_distribution)
 
     def reseed_rng(self) -> None:
+        """Reseed the generator of parameters outside the swarm. The swarm itself is a pure
+        function of ``seed`` and the storage, so that every worker computes the same one;
+        reseeding does not change it."""
         self._random.reseed_rng()
 
     def after_trial(
@@ -337,7 +413,9 @@ class PSOSampler(BaseSampler):
         (with ``patience``, the trial after the rule is met is an extra one, see above)."""
         if self.max_generations is None and self.patience is None:
             return
-        view = self._view(study)
+        view = self._current(study)
+        if view is None:
+            return
         last = not view.free and [t.number for t in view.busy] == [trial.number]
         complete = view.generation + 1 if last else view.generation
         if self._finished(view) or (
@@ -348,12 +426,15 @@ class PSOSampler(BaseSampler):
     # -- progress, for termination rules --------------------------------------------------
 
     def generation(self, study: optuna.Study) -> int:
-        """The generation now being evaluated (0 while the first is under way)."""
-        return self._view(study).generation
+        """The generation now being evaluated (0 while the first is under way, and while a
+        define-by-run space is not yet known)."""
+        view = self._current(study)
+        return 0 if view is None else view.generation
 
     def finished(self, study: optuna.Study) -> bool:
         """Whether a stopping rule (``max_generations``, ``patience``) is met."""
-        return self._finished(self._view(study))
+        view = self._current(study)
+        return view is not None and self._finished(view)
 
     def _finished(self, view: _View) -> bool:
         g = view.generation
@@ -365,42 +446,89 @@ class PSOSampler(BaseSampler):
     def best(self, study: optuna.Study) -> tuple[float, int]:
         """The swarm's best fitness so far (in the study's direction; ``nan`` before the
         first generation completes) and the generation whose results set it (−1 before)."""
-        swarm = self._view(study).swarm
-        if swarm.gbest_x is None:
+        view = self._current(study)
+        if view is None or view.swarm.gbest_x is None:
             return math.nan, -1
         sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
-        return sign * swarm.gbest_f, swarm.improved_at
+        return sign * view.swarm.gbest_f, view.swarm.improved_at
+
+    # -- the search space ------------------------------------------------------------------
+
+    def _encoding(self, study: optuna.Study) -> Encoding | None:
+        """The swarm's dimensions for ``study``: the declared space, or the one inferred from
+        the study's first complete trial (``None`` until a trial completes)."""
+        if self._declared is not None:
+            return self._declared
+        key = study.study_name
+        if key not in self._inferred:
+            stored = compat.study_system_attrs(study).get(SPACE)
+            if stored is None:
+                first = next(
+                    iter(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))), None
+                )
+                if first is None or not first.distributions:
+                    return None
+                space = {n: distribution_to_json(d) for n, d in first.distributions.items()}
+                compat.set_study_system_attr(study, SPACE, space)
+                # Two workers may infer at once: everyone uses what the storage holds.
+                stored = compat.study_system_attrs(study)[SPACE]
+            enc = Encoding.of({n: json_to_distribution(d) for n, d in stored.items()})
+            self._initial_positions(enc)
+            self._inferred[key] = enc
+        return self._inferred[key]
+
+    def _initial_positions(self, enc: Encoding) -> list[np.ndarray]:
+        """``initial_params`` as positions in ``enc``; a point that misses a parameter or
+        holds a value outside its distribution raises ValueError."""
+        positions = []
+        for i, params in enumerate(self._initial_params):
+            missing = [n for n in enc.names if n not in params]
+            if missing:
+                raise ValueError(f"initial_params[{i}] lacks {missing}")
+            position = _representable(enc, params)
+            if position is None:
+                raise ValueError(f"initial_params[{i}] = {params} lies outside the space")
+            positions.append(position)
+        return positions
 
     # -- the swarm, recomputed from the storage -------------------------------------------
 
     def _seed(self, study: optuna.Study) -> int:
-        return self.seed if self.seed is not None else derive_seed(0, "pso", study.study_name)
+        if self.seed is not None:
+            return self.seed
+        digest = hashlib.blake2b(f"0:pso:{study.study_name}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "little") >> 1
 
-    def _first_swarm(self, study: optuna.Study) -> Swarm:
+    def _first_swarm(self, study: optuna.Study, enc: Encoding) -> Swarm:
         rng = np.random.default_rng([self._seed(study), 0])
-        swarm = initial_swarm(self._enc, self.n_particles, rng, self.coefficients)
+        swarm = initial_swarm(enc, self.n_particles, rng, self.coefficients)
         if self.sparse_init is not None:
             sparse = self.sparse_init
-            index = {name: i for i, name in enumerate(self._enc.names)}
+            index = {name: i for i, name in enumerate(enc.names)}
             optional = [index[name] for name in sparse.optional]
-            off = self._enc.encode({**self._enc.decode(swarm.x[0]), **sparse.baseline})
+            off = enc.encode({**enc.decode(swarm.x[0]), **sparse.baseline})
             for row in swarm.x:
                 keep = rng.choice(len(optional), size=min(sparse.k, len(optional)), replace=False)
                 for j, dim in enumerate(optional):
                     if j not in keep:
                         row[dim] = off[dim]
-        for i, position in enumerate(self._initial):
-            swarm.x[i] = np.clip(position, self._enc.low, self._enc.high)
+        for i, position in enumerate(self._initial_positions(enc)):
+            swarm.x[i] = position
         swarm.pbest_x = swarm.x.copy()
         return swarm
 
-    def _view(self, study: optuna.Study) -> _View:
+    def _current(self, study: optuna.Study) -> _View | None:
+        """The swarm's view, or ``None`` while a define-by-run space is not yet known."""
+        enc = self._encoding(study)
+        return None if enc is None else self._view(study, enc)
+
+    def _view(self, study: optuna.Study, enc: Encoding) -> _View:
         key = study.study_name
         # Generations before the latest one computed are complete, and a complete generation
         # never changes (new trials only claim the open one): start from there.
         generation = self._latest.get(key, 0)
         if generation == 0 and (key, 0) not in self._memo:
-            self._memo[(key, 0)] = self._first_swarm(study)
+            self._memo[(key, 0)] = self._first_swarm(study, enc)
         swarm = self._memo[(key, generation)]
         claims: dict[tuple[int, int], list[FrozenTrial]] = {}
         for t in study.get_trials(deepcopy=False):
@@ -423,33 +551,45 @@ class PSOSampler(BaseSampler):
                 else:
                     fitness[i] = sign * value if math.isfinite(value) else -math.inf
                     if live:  # a complete trial: the swarm learns the point it evaluated
-                        evaluated[i] = self._evaluated_at(live[0], swarm.x[i])
+                        at = self._evaluated_at(live[0], swarm.x[i], enc)
+                        if at is None:
+                            fitness[i] = -math.inf
+                        else:
+                            evaluated[i] = at
             if free or busy:
                 return _View(generation, swarm, free, busy)
             rng = np.random.default_rng([self._seed(study), 1, generation])
             moved = dataclasses.replace(swarm, x=evaluated)
-            swarm = advance(moved, fitness, generation, self._enc, rng, self.coefficients)
+            swarm = advance(moved, fitness, generation, enc, rng, self.coefficients)
             generation += 1
             self._memo[(key, generation)] = swarm
             self._latest[key] = generation
 
-    def _evaluated_at(self, trial: FrozenTrial, position: np.ndarray) -> np.ndarray:
+    def _evaluated_at(
+        self, trial: FrozenTrial, position: np.ndarray, enc: Encoding
+    ) -> np.ndarray | None:
         """The position ``trial`` was really evaluated at. Usually its particle's; but an
         enqueued or fixed parameter, or one asked with another range, moves the evaluation
         elsewhere, and the swarm must learn the point evaluated, not the one handed out
-        (a parameter the objective never asked keeps the particle's value)."""
-        handed = self._enc.decode(position)
-        asked = {name: trial.params.get(name, handed[name]) for name in self._enc.names}
-        if all(_same_value(asked[name], handed[name]) for name in self._enc.names):
+        (a parameter the objective never asked keeps the particle's value). ``None`` when
+        the point evaluated lies outside the space: the result then teaches the swarm
+        nothing."""
+        handed = enc.decode(position)
+        asked = {name: trial.params.get(name, handed[name]) for name in enc.names}
+        if all(_same_value(asked[name], handed[name]) for name in enc.names):
             return position
+        at = _representable(enc, asked)
         if trial.number not in self._warned:
             self._warned.add(trial.number)
             _log.warning(
                 "trial %d was evaluated away from its particle's position (fixed, enqueued or "
-                "asked with another range); the swarm takes the point it was evaluated at",
+                "asked with another range); %s",
                 trial.number,
+                "the swarm takes the point it was evaluated at"
+                if at is not None
+                else "that point lies outside the swarm's space, so its result is not used",
             )
-        return np.clip(self._enc.encode(asked), self._enc.low, self._enc.high)
+        return at
 
     def _result(self, trials: list[FrozenTrial]) -> tuple[str, float, list[FrozenTrial]]:
         """("done", value, [the complete trial, if any]), ("busy", nan, live trials) or
@@ -470,3 +610,20 @@ class PSOSampler(BaseSampler):
                 continue
             return "busy", math.nan, [t]  # RUNNING or WAITING
         return "open", math.nan, []
+
+
+def _representable(enc: Encoding, params: Mapping[str, Any]) -> np.ndarray | None:
+    """The position of ``params`` in ``enc``, or ``None`` when a value lies outside its
+    parameter's distribution (another range, a choice it does not have, another type)."""
+    pairs = zip(enc.names, enc.distributions, strict=True)
+    if not all(_contains(dist, params[name]) for name, dist in pairs):
+        return None
+    return enc.encode(params)
+
+
+def _contains(dist: BaseDistribution, value: Any) -> bool:
+    """Whether ``dist`` can hold ``value`` (in range, on its step, one of its choices)."""
+    try:
+        return bool(dist._contains(dist.to_internal_repr(value)))
+    except (ValueError, TypeError):
+        return False

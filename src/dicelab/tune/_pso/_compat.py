@@ -1,8 +1,9 @@
-"""The only module that touches Optuna's private API (written against optuna 5.0).
+"""The only module that touches Optuna's private API (written against optuna 5.0 and 5.1).
 
-A sampler has to tag trials with its own bookkeeping (generation, particle, position) the way
-Optuna's built-in samplers do, and a crashed worker's trials have to be failed on storages
-without a heartbeat; Optuna 5 exposes neither through public methods.
+A sampler has to tag trials and studies with its own bookkeeping (generation, particle,
+position, an inferred search space) the way Optuna's built-in samplers do, and a crashed
+worker's trials have to be failed on storages without a heartbeat; Optuna 5 exposes neither
+through public methods.
 """
 
 from __future__ import annotations
@@ -17,6 +18,16 @@ from optuna.trial import FrozenTrial, TrialState
 def set_trial_system_attr(study: optuna.Study, trial_id: int, key: str, value: Any) -> None:
     """Store a sampler tag on a trial (JSON value)."""
     study._storage.set_trial_system_attr(trial_id, key, value)
+
+
+def study_system_attrs(study: optuna.Study) -> dict[str, Any]:
+    """The sampler tags stored on a study (read fresh from the storage, not a cached copy)."""
+    return study._storage.get_study_system_attrs(study._study_id)
+
+
+def set_study_system_attr(study: optuna.Study, key: str, value: Any) -> None:
+    """Store a sampler tag on a study (JSON value)."""
+    study._storage.set_study_system_attr(study._study_id, key, value)
 
 
 def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
