@@ -66,6 +66,8 @@ class HParam:
         if self.search is not None:
             scale = " (log)" if self.log else ""
             return f"[{_fmt(self.search[0])}, {_fmt(self.search[1])}]{scale}"
+        if isinstance(self.default, tuple):
+            return "list of numbers"
         return f"fixed {self.default}"
 
 

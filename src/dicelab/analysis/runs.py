@@ -1,6 +1,8 @@
 """Trained models back from run folders, for the analyses that need a model (Hessian,
 landscape): the run's own configuration rebuilds the data and the network, then the final
-weights are loaded. Randomness techniques are detached: the analyses study the plain model."""
+weights are loaded. Randomness techniques are detached: the analyses study the plain model. An
+input normalisation (the ``normalize`` technique) stays: the weights were trained on normalised
+inputs, so the model in evaluation mode still normalises the raw batches it is given."""
 
 from __future__ import annotations
 
@@ -53,7 +55,7 @@ def load_trained(folder: str | Path) -> TrainedRun:
         )
     config = load_config(folder / CONFIG)
     trainer = Trainer(config)
-    trainer.injector.detach()
+    trainer.injector.detach(randomness_only=True)
     trainer.model.load_state_dict(load_checkpoint(weights, trainer.device))
     trainer.model.eval()
     return TrainedRun(folder, config, trainer.model, trainer.data)

@@ -22,6 +22,12 @@ hook                  when it is called
 Every random draw comes from :meth:`BaseTechnique.rng`, the technique's own generator, so
 switching one technique on or off never changes another's draws, and the global RNG is never
 touched. A technique at its default (``is_noop``) is never called at all: off is exactly off.
+
+Every hook is an identity in evaluation (``ctx.training`` false, or the module in ``eval()``
+mode), except in a technique declared ``in_evaluation``: a fixed input transform such as
+``normalize``, which the model needs on every input because its weights were trained on the
+transformed inputs. Such a technique also attaches a forward pre-hook that applies the
+transform to the inputs of evaluation passes, where the DATA stage is skipped.
 """
 
 from __future__ import annotations
@@ -57,6 +63,9 @@ class BaseTechnique:
             suite then expects equal results under different seeds.
         needs_images: the technique works on image batches ``(B, C, H, W)`` only; the
             Injector rejects it at setup when told the inputs are not images.
+        in_evaluation: the technique is a fixed (``deterministic``) input transform that
+            evaluation needs too (see the module docstring); the contract suite then expects
+            evaluation to see the transform instead of an identity.
     """
 
     name: ClassVar[str]
@@ -66,6 +75,7 @@ class BaseTechnique:
     category_verified: ClassVar[bool] = False
     deterministic: ClassVar[bool] = False
     needs_images: ClassVar[bool] = False
+    in_evaluation: ClassVar[bool] = False
 
     _streams: RandomStreams | None = None
 
@@ -180,6 +190,8 @@ def register_technique(cls: T) -> T:
         raise TypeError(f"{cls.__name__}.strength must name one of its hp() fields: {specs}")
     if not any(getattr(cls, hook) is not getattr(BaseTechnique, hook) for hook in _HOOKS):
         raise TypeError(f"{cls.__name__} overrides no hook")
+    if cls.in_evaluation and not cls.deterministic:
+        raise TypeError(f"{cls.__name__} acts in evaluation, so it must be deterministic")
     for field, spec in specs.items():
         if spec.problem(spec.default):
             raise TypeError(f"{cls.__name__}.{field}: default {spec.default!r} is not valid")

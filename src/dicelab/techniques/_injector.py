@@ -17,7 +17,10 @@ A few lines add randomness techniques to your own loop::
     injector.detach()
 
 The dicelab trainer uses exactly this API. Techniques at their default are left out entirely,
-so an injector of techniques that are all off costs nothing and changes nothing.
+so an injector of techniques that are all off costs nothing and changes nothing. Evaluate with
+the model in ``eval()`` mode (or inside :meth:`Injector.paused`): every technique is then an
+identity, except a fixed input transform (``normalize``), which the model's forward pre-hook
+applies to the evaluation inputs as the DATA stage applied it to the training batches.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ class Injector:
             for hook in _HOOKS
         }
         self.ctx = Context()
-        self._handles: list[RemovableHandle] = []
+        self._handles: list[tuple[BaseTechnique, RemovableHandle]] = []
         self._base_lrs: list[float] | None = None
 
     @classmethod
@@ -106,13 +109,19 @@ class Injector:
         for technique in self._by_hook["setup"]:
             technique.setup(model, self.ctx)
         for technique in self._by_hook["attach"]:
-            self._handles.extend(technique.attach(model, self.ctx))
+            self._handles.extend((technique, h) for h in technique.attach(model, self.ctx))
 
-    def detach(self) -> None:
-        """Remove every forward hook this injector attached."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+    def detach(self, *, randomness_only: bool = False) -> None:
+        """Remove the forward hooks this injector attached: all of them, or with
+        ``randomness_only`` all but those of the techniques that act in evaluation too
+        (``normalize``: a model trained on normalised inputs needs them on every input)."""
+        kept = []
+        for technique, handle in self._handles:
+            if randomness_only and technique.in_evaluation:
+                kept.append((technique, handle))
+            else:
+                handle.remove()
+        self._handles = kept
 
     # -- every epoch ----------------------------------------------------------------------
 
@@ -195,7 +204,9 @@ class Injector:
 
     @contextmanager
     def paused(self) -> Iterator[None]:
-        """Every technique is an identity inside the block (evaluation, BN recalibration)."""
+        """Every technique is an identity inside the block (evaluation, BN recalibration),
+        except a fixed input transform (``in_evaluation``), which the model's inputs still get
+        through its forward pre-hook."""
         training = self.ctx.training
         self.ctx.training = False
         try:

@@ -11,7 +11,9 @@ setup, attach, epoch schedules, data order, DATA, LOSS, GRAD, WEIGHT) and compar
 - at a mid-range setting it changes the trace;
 - same seed ⇒ bitwise-equal trace; different seed ⇒ a different one (unless deterministic);
 - with the injector paused (evaluation), DATA/MODEL/LOSS/GRAD/WEIGHT hooks are identities, and
-  eval-mode forward passes are unaffected by its forward hooks;
+  eval-mode forward passes are unaffected by its forward hooks; a fixed input transform
+  (``in_evaluation``, normalize) instead gives paused and eval-mode passes the very inputs its
+  DATA hook gives training;
 - the caller's global RNG is untouched;
 - a ``state_dict`` round trip in mid-run reproduces the rest of the run exactly;
 - the declaration is complete: module name = registry name, folder = category, ``repr`` shows
@@ -219,8 +221,14 @@ class TechniqueContract:
 
     def test_paused_hooks_are_identities(self, technique_cls: type[BaseTechnique]) -> None:
         technique = mid_range(technique_cls)
-        baseline = run_trace(None, paused=True)
         paused = run_trace(technique, paused=True)
+        if technique_cls.in_evaluation:
+            # Paused, the DATA stage is skipped and the forward pre-hook transforms instead:
+            # the network sees what it sees in training (the inputs are recorded before it).
+            training = run_trace(technique)
+            assert same(paused, training, ["logits", "loss", "grads", "weights"])
+            return
+        baseline = run_trace(None, paused=True)
         # INIT (setup) and the epoch schedules act regardless; every per-step hook must not.
         if same(paused, baseline, ["init", "lr", "batch_size"]):
             assert same(paused, baseline, ["inputs", "targets", "logits", "loss", "grads"])
@@ -228,14 +236,19 @@ class TechniqueContract:
 
     def test_eval_forward_is_untouched(self, technique_cls: type[BaseTechnique]) -> None:
         model = toy_model()
-        injector = Injector([mid_range(technique_cls)], seed=0)
+        technique = mid_range(technique_cls)
+        injector = Injector([technique], seed=0)
         injector.setup(model, num_classes=NUM_CLASSES, train_size=TRAIN_SIZE, epochs=EPOCHS)
-        x, _, _ = toy_batch()
+        x, y, _ = toy_batch()
+        if technique_cls.in_evaluation:  # evaluation sees the training transform
+            expected, _ = technique.on_batch(x, y, Context())
+        else:
+            expected = x
         model.eval()
         with torch.no_grad():
             hooked = model(x)
             injector.detach()
-            plain = model(x)
+            plain = model(expected)
         assert torch.equal(hooked, plain)
 
     def test_global_rng_untouched(self, technique_cls: type[BaseTechnique]) -> None:
