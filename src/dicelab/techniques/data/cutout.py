@@ -11,9 +11,14 @@ lost (the hole is clipped at the border, so holes near an edge are smaller):
 Stage: DATA, the last augmentation, after ``normalize`` as in the authors' pipelines (their
 ``Cutout`` follows ``Normalize``): with normalize on, a hole is 0 in normalised units, i.e. the
 dataset's mean colour; without it, 0 on pixels in [0, 1] (black). Training only; images
-``(B, C, H, W)`` only. The batch's holes are one boolean mask built by broadcast comparisons
-(no loop over images), written by ``masked_fill_`` into a copy of the batch: the zeros are
-exact, every other value is untouched, and the copy keeps the batch's memory format.
+``(B, C, H, W)`` only.
+
+The batch's holes are one 0/1 mask ``(B, 1, H, W)``, the outer product of per-image row and
+column indicators (no loop over images), and the batch is multiplied by it, as the original's
+``img * mask``: hole values are exactly zero (−0 where the value was negative), every other
+value is untouched, and the product keeps the batch's memory format. The mask is built in the
+batch's dtype: on the CPU a multiply is several times faster than ``masked_fill`` or boolean
+operations on a mask broadcast over the channels.
 
 The RWP authors' ``Cutout`` class (the one in their CIFAR recipe; defaults size 16, p = 0.5) is
 reproduced: its corner ``randint(−⌊s/2⌋, H − ⌊s/2⌋)`` puts the centre uniformly on the image,
@@ -93,8 +98,7 @@ class Cutout(BaseTechnique):
         # each pixel's row and column relative to its image's hole corner
         rows = torch.arange(height, device=x.device) - corners[:, :1]  # (B, H)
         cols = torch.arange(width, device=x.device) - corners[:, 1:]  # (B, W)
-        in_rows = (rows >= 0) & (rows < self.size) & applied.unsqueeze(1)
-        in_cols = (cols >= 0) & (cols < self.size)
-        hole = in_rows.unsqueeze(2) & in_cols.unsqueeze(1)  # (B, H, W)
-        # clone keeps the memory format (masked_fill with a broadcast mask would not)
-        return x.clone().masked_fill_(hole.unsqueeze(1), 0.0), y
+        in_rows = ((rows >= 0) & (rows < self.size) & applied.unsqueeze(1)).to(x.dtype)
+        in_cols = ((cols >= 0) & (cols < self.size)).to(x.dtype)
+        hole = in_rows.unsqueeze(2) * in_cols.unsqueeze(1)  # (B, H, W): 1 in the hole, else 0
+        return x * (1 - hole).unsqueeze(1), y
