@@ -12,11 +12,14 @@ import torch
 import yaml
 from torch import nn
 
+from dicelab import paper_space
 from dicelab.analysis.runs import load_trained
 from dicelab.cli import main
+from dicelab.config import load_config
 from dicelab.data import to_float
 from dicelab.techniques import Injector
 from dicelab.techniques.data.normalize import PRESETS, Normalize
+from dicelab.tune.objective import SearchSpace, configure
 
 SHAPES = [(1, 28, 28), (3, 32, 32)]
 
@@ -91,6 +94,27 @@ def test_the_authors_order_crop_pads_black_pixels_and_cutout_zeroes_normalised_o
         assert bool((is_black | is_grey | is_hole).all())
         assert bool(is_black.any() and is_grey.any() and is_hole.any())
         assert black[k] == pytest.approx(-mean[k] / std[k])
+
+
+def test_a_search_keeps_them_fixed_beside_paper_1s_genes() -> None:
+    """They are no genes of paper 1's 22-gene space; set in a search's base configuration,
+    they stay on, unchanged, in every trial beside the searched genes."""
+    assert len(paper_space.GENES) == 22
+    assert not {g.technique for g in paper_space.GENES} & {"random_crop", "cutout", "normalize"}
+    base = load_config(
+        overrides=[
+            "techniques.random_crop=4",
+            "techniques.cutout=16",
+            "techniques.normalize=cifar10",
+            "techniques.flip=horizontal",
+        ]
+    )
+    trial = configure(base, SearchSpace.paper(["dropout", "flip"]), {"dropout": 0.3, "flip": 4})
+    assert trial.techniques == {
+        **base.techniques,
+        "flip": {"mode": "vertical"},
+        "dropout": {"p": 0.3},
+    }
 
 
 def test_dicelab_train_with_the_three_on(
