@@ -5,6 +5,13 @@ For each technique, a trainer with only that technique at a typical setting
 data, model and optimizer; the table gives the ratio of median epoch times (targets: <= 1.10
 for every non-augmentation technique, <= 1.30 for the whole augmentation set together).
 
+Activation noise and DropConnect draw one random value per activation, and the CPU generator
+bounds them. For these, a third contestant draws, with ``torch.randn``/``torch.rand`` alone,
+as many values as the technique perturbs in one epoch (one per entry of every input of its
+sites, recorded with hooks in a training epoch), alternating with the other two; the second
+table gives the technique's overhead (on − off) over that draw time (target <= 1.10: at most
+10% of work beyond drawing the values).
+
     python benchmarks/bench_techniques.py --dataset mnist5k --model vgg --limit 1024 --repeats 3
 """
 
@@ -13,15 +20,29 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import nn
 
 from dicelab.config import apply_overrides, from_dict
 from dicelab.techniques import list_techniques, mid_range
+from dicelab.techniques._sites import hidden_weight_layers
 from dicelab.train import Trainer
 
 AUGMENTATIONS = ("flip", "rotation", "zoom", "translation", "contrast")
+#: Techniques bounded by the generator: where they draw (one value per input entry) and how.
+DRAW_BOUND: dict[str, tuple[Callable[[nn.Module], list[nn.Module]], Callable[..., torch.Tensor]]]
+DRAW_BOUND = {
+    "activation_noise": (
+        lambda model: [m for m in model.modules() if isinstance(m, nn.ReLU)],
+        torch.randn,
+    ),
+    "dropconnect": (hidden_weight_layers, torch.rand),
+}
+
+Draw = tuple[Callable[..., torch.Tensor], torch.Size, torch.dtype]
 
 
 def trainer(args: argparse.Namespace, techniques: dict[str, Any]) -> Trainer:
@@ -36,20 +57,51 @@ def trainer(args: argparse.Namespace, techniques: dict[str, Any]) -> Trainer:
     return Trainer(from_dict(apply_overrides({"techniques": techniques}, overrides)))
 
 
-def compare(args: argparse.Namespace, techniques: dict[str, Any]) -> tuple[float, float]:
-    """Median seconds per epoch: (all off, with ``techniques``), epochs alternating."""
+def recorded_draws(run: Trainer, name: str) -> list[Draw]:
+    """Train one epoch of ``run`` and return one draw per tensor that technique ``name``
+    perturbs (the inputs of its sites): ``torch.randn`` for noise, ``torch.rand`` for masks,
+    with the tensor's shape and dtype. Replaying them draws the same number of values."""
+    find_sites, fn = DRAW_BOUND[name]
+    draws: list[Draw] = []
+
+    def record(module: nn.Module, args: tuple[Any, ...]) -> None:
+        draws.append((fn, args[0].shape, args[0].dtype))
+
+    handles = [site.register_forward_pre_hook(record) for site in find_sites(run.model)]
+    try:
+        run.train_epoch()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return draws
+
+
+def compare(
+    args: argparse.Namespace, techniques: dict[str, Any], *, with_draws: bool = False
+) -> tuple[float, float, float]:
+    """Median seconds per epoch: (all off, with ``techniques``, the techniques' draws alone;
+    nan unless ``with_draws``), contestants alternating."""
     off, on = trainer(args, {}), trainer(args, techniques)
     off.train_epoch()  # warm-up
-    on.train_epoch()
-    off_times, on_times = [], []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        off.train_epoch()
-        off_times.append(time.perf_counter() - start)
-        start = time.perf_counter()
+    (name,) = techniques if with_draws else ("",)
+    draws = recorded_draws(on, name) if with_draws else []  # also the warm-up of ``on``
+    if not with_draws:
         on.train_epoch()
-        on_times.append(time.perf_counter() - start)
-    return statistics.median(off_times), statistics.median(on_times)
+    generator = torch.Generator().manual_seed(0)
+
+    def replay() -> None:
+        for fn, shape, dtype in draws:
+            fn(shape, generator=generator, dtype=dtype)
+
+    contestants = [off.train_epoch, on.train_epoch] + ([replay] if with_draws else [])
+    times: list[list[float]] = [[] for _ in contestants]
+    for _ in range(args.repeats):
+        for spent, contestant in zip(times, contestants, strict=True):
+            start = time.perf_counter()
+            contestant()
+            spent.append(time.perf_counter() - start)
+    medians = [statistics.median(spent) for spent in times]
+    return medians[0], medians[1], medians[2] if with_draws else float("nan")
 
 
 def main() -> None:
@@ -59,19 +111,24 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=1024, help="training images per epoch")
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs per contestant")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="just these techniques")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    rows: list[tuple[str, str, float, float]] = []
+    rows: list[tuple[str, str, float, float, float]] = []
     for cls in list_techniques():
+        if args.only and cls.name not in args.only:
+            continue
         technique = mid_range(cls)
         setting = f"{cls.strength}={getattr(technique, cls.strength)}"
-        off, on = compare(args, {cls.name: technique.hyperparameters()})
-        rows.append((cls.name, setting, off, on))
+        timed = compare(
+            args, {cls.name: technique.hyperparameters()}, with_draws=cls.name in DRAW_BOUND
+        )
+        rows.append((cls.name, setting, *timed))
     classes = {cls.name: cls for cls in list_techniques()}
     together = {name: mid_range(classes[name]).hyperparameters() for name in AUGMENTATIONS}
-    off, on = compare(args, together)
-    rows.append(("all augmentations", "+".join(AUGMENTATIONS), off, on))
+    if not args.only:
+        rows.append(("all augmentations", "+".join(AUGMENTATIONS), *compare(args, together)))
 
     print(
         f"{args.model} on {args.dataset}, {args.limit} images/epoch, batch 128, "
@@ -79,8 +136,16 @@ def main() -> None:
     )
     print("| technique | setting | off s/epoch | on s/epoch | ratio |")
     print("|---|---|---|---|---|")
-    for name, setting, off, on in rows:
+    for name, setting, off, on, _ in rows:
         print(f"| {name} | {setting} | {off:.3f} | {on:.3f} | {on / off:.3f} |")
+    print()
+    print(
+        "| draw-bound technique | overhead (on − off) s/epoch | its draws alone s/epoch | ratio |"
+    )
+    print("|---|---|---|---|")
+    for name, _, off, on, draw in rows:
+        if name in DRAW_BOUND:
+            print(f"| {name} | {on - off:.3f} | {draw:.3f} | {(on - off) / draw:.3f} |")
 
 
 if __name__ == "__main__":
