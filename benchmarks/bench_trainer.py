@@ -62,7 +62,7 @@ def main() -> None:
     )
     trainer = Trainer(config)
     hand_model = copy.deepcopy(trainer.model)
-    hand_opt = build_optimizer(config.optimizer, hand_model.parameters())
+    hand_opt = build_optimizer(config.optimizer, hand_model)
     train = trainer.data.train
     gen = torch.Generator().manual_seed(0)
     batch_size = config.train.batch_size

@@ -53,6 +53,25 @@ def test_resolved_config_round_trips() -> None:
     assert to_dict(config)["model"]["width"] == 16
 
 
+def test_training_options_default_to_off() -> None:
+    """No Nesterov, decay on every parameter, no clipping: the runs of before."""
+    config = load_config()
+    assert config.optimizer.nesterov is False and config.optimizer.clip_grad_norm is None
+    assert config.optimizer.decay_exclude == []
+
+
+def test_a_list_value_round_trips_and_its_order_does_not_matter(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("optimizer:\n  decay_exclude: [norm, bias]\n")
+    config = load_config(path)
+    assert config.optimizer.decay_exclude == ["bias", "norm"]
+    again = from_dict(yaml.safe_load(to_yaml(config)))
+    assert again == config
+    same = load_config(overrides=["optimizer.decay_exclude=[bias, norm]"])
+    assert config_hash(same) == config_hash(config)
+    assert RunConfig().optimizer.decay_exclude is not RunConfig().optimizer.decay_exclude
+
+
 def test_hash_changes_with_any_value() -> None:
     base = config_hash(RunConfig())
     assert config_hash(load_config(overrides=["seed=1"])) != base
@@ -71,6 +90,11 @@ def test_hash_changes_with_any_value() -> None:
         ("train.recalibrate_bn=1", "train.recalibrate_bn", "must be true, false or auto"),
         ("device=gpu", "device", "cpu"),
         ("seed=-2", "seed", ">= 0"),
+        ("optimizer.nesterov=2", "optimizer.nesterov", "must be true or false"),
+        ("optimizer.clip_grad_norm=0", "optimizer.clip_grad_norm", "must be > 0"),
+        ("optimizer.decay_exclude=bias", "optimizer.decay_exclude", "must be a list"),
+        ("optimizer.decay_exclude=[bias, nrom]", "optimizer.decay_exclude[1]", "'norm'?"),
+        ("optimizer.decay_exclude=[norm, norm]", "optimizer.decay_exclude", "not repeat"),
     ],
 )
 def test_bad_values_name_field_value_and_rule(override: str, field: str, words: str) -> None:

@@ -10,6 +10,7 @@ configuration, every default filled in, is what a run folder records (:func:`to_
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import hashlib
@@ -31,10 +32,12 @@ def spec(default: Any, doc: str, *, check: Callable[[Any], str | None] | None = 
     """A dataclass field with a one-line description and an optional range check.
 
     ``check(value)`` returns ``None`` when the value is allowed and otherwise a phrase saying
-    what is allowed ("must be > 0").
+    what is allowed ("must be > 0"). A mapping or list default is copied for every instance.
     """
-    if isinstance(default, dict):
-        return field(default_factory=dict, metadata={"doc": doc, "check": check})
+    if isinstance(default, (dict, list)):
+        return field(
+            default_factory=lambda: copy.deepcopy(default), metadata={"doc": doc, "check": check}
+        )
     return field(default=default, metadata={"doc": doc, "check": check})
 
 
@@ -61,6 +64,11 @@ def in_interval(
         return f"must lie in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
 
     return check
+
+
+def distinct(values: list[Any]) -> str | None:
+    """Range check for a list of names: none repeated."""
+    return None if len(set(values)) == len(values) else "must not repeat a name"
 
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
@@ -111,26 +119,49 @@ class ModelConfig:
 
 @dataclass
 class OptimizerConfig:
-    """The base optimizer (the first paper's three: SGD, SGD with momentum, Adam) and an
-    optional weight-perturbation wrapper around it (the second paper's SAM and RWP family).
+    """The base optimizer (the first paper's three: SGD, SGD with momentum, Adam; and AdamW),
+    its weight decay and gradient clipping, and an optional weight-perturbation wrapper around
+    it (the second paper's SAM and RWP family).
 
-    Hyperparameters of a wrapper that is not chosen are kept but unused.
+    Hyperparameters of an optimizer or wrapper that is not chosen are kept but unused (a search
+    may switch ``name`` between trials of one base configuration).
     """
 
-    name: Literal["sgd", "momentum", "adam"] = spec(
-        "sgd", "sgd, momentum (SGD with momentum) or adam"
+    name: Literal["sgd", "momentum", "adam", "adamw"] = spec(
+        "sgd",
+        "sgd, momentum (SGD with momentum), adam, or adamw (Adam with decoupled weight decay)",
     )
     lr: float = spec(1e-3, "learning rate", check=positive)
     momentum: float = spec(
         0.9, "momentum of the `momentum` optimizer", check=in_interval(0, 1, open_high=True)
     )
-    beta1: float = spec(0.9, "Adam's first-moment decay", check=in_interval(0, 1, open_high=True))
-    beta2: float = spec(
-        0.999, "Adam's second-moment decay", check=in_interval(0, 1, open_high=True)
+    nesterov: bool = spec(
+        False, "Nesterov momentum for the `momentum` optimizer (unused by the others)"
     )
-    eps: float = spec(1e-7, "Adam's epsilon (Keras default 1e-7)", check=positive)
+    beta1: float = spec(
+        0.9, "Adam's and AdamW's first-moment decay", check=in_interval(0, 1, open_high=True)
+    )
+    beta2: float = spec(
+        0.999, "Adam's and AdamW's second-moment decay", check=in_interval(0, 1, open_high=True)
+    )
+    eps: float = spec(1e-7, "Adam's and AdamW's epsilon (Keras default 1e-7)", check=positive)
     weight_decay: float = spec(
-        0.0, "L2 weight decay (the papers' runs use none)", check=at_least(0)
+        0.0,
+        "weight decay (the papers' runs use none): L2, added to the gradient, for sgd, "
+        "momentum and adam; decoupled (w ← w − lr·wd·w) for adamw",
+        check=at_least(0),
+    )
+    decay_exclude: list[Literal["bias", "norm"]] = spec(
+        [],
+        "parameters that get no weight decay: bias (every layer's bias), norm (the scales and "
+        "shifts of normalisation layers: BatchNorm, GroupNorm, LayerNorm, InstanceNorm, RMSNorm)",
+        check=distinct,
+    )
+    clip_grad_norm: float | None = spec(
+        None,
+        "clip the update gradient's global L2 norm to this value before every optimizer "
+        "step (after perturbation mixing and the gradient techniques); null: no clipping",
+        check=positive,
     )
     perturbation: Literal["none", "sam", "asam", "rwp", "arwp", "mrwp", "marwp"] = spec(
         "none",
@@ -223,6 +254,8 @@ def from_dict(data: Mapping[str, Any] | None) -> RunConfig:
         DATASETS.get(config.data.name)  # an unknown name fails here, before any work
     config.model.options = resolve_options(config.model.name, config.model.options)
     resolve_perturbation(config.optimizer)
+    # A set of names: one spelling, so [norm, bias] and [bias, norm] mean and hash the same.
+    config.optimizer.decay_exclude = sorted(config.optimizer.decay_exclude)
     # Techniques that are on, with every hyperparameter filled in; those at their default
     # (off) are dropped, so a configuration that spells them out means and hashes the same.
     resolved: dict[str, Any] = {}
@@ -428,6 +461,11 @@ def coerce(tp: Any, value: Any, path: str, rule: str = "") -> Any:
         if not isinstance(value, Mapping):
             raise ConfigError(path, value, "must be a mapping")
         return dict(value)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(path, value, "must be a list, e.g. [a, b] (or [] for none)")
+        (inner,) = get_args(tp)
+        return [coerce(inner, item, f"{path}[{i}]", rule) for i, item in enumerate(value)]
     if tp is bool:
         if isinstance(value, bool):
             return value

@@ -1,8 +1,8 @@
-"""Build the optimizer a configuration names: a base optimizer, optionally perturbation-wrapped."""
+"""Build the optimizer a configuration names: a base optimizer (with its weight-decay groups and
+gradient clipping), optionally perturbation-wrapped."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -41,11 +41,14 @@ def base_optimizer(config: OptimizerConfig) -> tuple[type[torch.optim.Optimizer]
     """The ``torch.optim`` class and keyword arguments of the configured base optimizer.
 
     ``momentum`` is PyTorch's SGD with momentum (heavy ball, v ← μv + g, w ← w − ηv), which
-    for a constant learning rate takes the same steps as the Keras form the authors used.
-    Adam's epsilon defaults to Keras' 1e-7.
+    for a constant learning rate takes the same steps as the Keras form the authors used; with
+    ``nesterov`` it steps along g + μv instead (at μ = 0 that is plain SGD, so it is left off
+    there: torch refuses Nesterov without momentum). Adam's and AdamW's epsilon defaults to
+    Keras' 1e-7. ``weight_decay`` is L2 (added to the gradient) for SGD and Adam, decoupled
+    for AdamW.
     """
-    if config.name == "adam":
-        return torch.optim.Adam, {
+    if config.name in ("adam", "adamw"):
+        return torch.optim.AdamW if config.name == "adamw" else torch.optim.Adam, {
             "lr": config.lr,
             "betas": (config.beta1, config.beta2),
             "eps": config.eps,
@@ -55,30 +58,83 @@ def base_optimizer(config: OptimizerConfig) -> tuple[type[torch.optim.Optimizer]
     return torch.optim.SGD, {
         "lr": config.lr,
         "momentum": momentum,
+        "nesterov": config.nesterov and momentum > 0,
         "weight_decay": config.weight_decay,
     }
 
 
+#: Modules whose parameters ``decay_exclude: [norm]`` exempts from weight decay.
+NORM_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.modules.batchnorm._NormBase,  # BatchNorm*, SyncBatchNorm, InstanceNorm*
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.RMSNorm,
+)
+
+
+def parameter_groups(
+    model: nn.Module, config: OptimizerConfig
+) -> list[dict[str, Any]] | list[nn.Parameter]:
+    """The model's parameters as the optimizer takes them.
+
+    Without weight decay, or with nothing excluded from it, every parameter in model order
+    (one group). Otherwise two groups: the decayed parameters, then those ``decay_exclude``
+    names with ``weight_decay`` 0: ``bias`` is any parameter a module registers as ``bias``,
+    ``norm`` every parameter of a :data:`NORM_LAYERS` module. Each keeps model order.
+    """
+    params = list(model.parameters())
+    if config.weight_decay == 0 or not config.decay_exclude:
+        return params
+    exempt: set[int] = set()
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            is_norm = "norm" in config.decay_exclude and isinstance(module, NORM_LAYERS)
+            if is_norm or ("bias" in config.decay_exclude and name == "bias"):
+                exempt.add(id(param))
+    groups: list[dict[str, Any]] = [
+        {"params": [p for p in params if id(p) not in exempt]},
+        {"params": [p for p in params if id(p) in exempt], "weight_decay": 0.0},
+    ]
+    return [group for group in groups if group["params"]]
+
+
+def clip_before_step(optimizer: torch.optim.Optimizer, max_norm: float) -> None:
+    """Clip the global L2 norm of ``optimizer``'s gradients to ``max_norm`` at the start of
+    every ``optimizer.step()`` (a step pre-hook), so it acts on exactly the gradient the step
+    applies, in the trainer and in any loop of one's own."""
+
+    def clip(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        params = [p for group in opt.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+    optimizer.register_step_pre_hook(clip)
+
+
 def build_optimizer(
     config: OptimizerConfig,
-    params: Iterable[nn.Parameter],
+    model: nn.Module,
     *,
     total_steps: int | None = None,
     seed: int = 0,
     distributed: bool = False,
 ) -> torch.optim.Optimizer:
-    """The optimizer ``config`` describes for ``params``.
+    """The optimizer ``config`` describes for ``model``'s parameters.
+
+    Weight decay spares the parameters ``decay_exclude`` names (:func:`parameter_groups`); the
+    groups pass through a perturbation wrapper to its base optimizer, which it shares them
+    with. ``clip_grad_norm`` clips at the start of the *base* optimizer's step: after a
+    wrapper has restored the weights and formed the update gradient (m-RWP's mix), and after
+    the gradient techniques a loop applies before ``step()``.
 
     Args:
         config: the optimizer section of a run configuration.
-        params: the model's parameters.
+        model: the network whose parameters the optimizer trains.
         total_steps: updates planned for the run (the cosine σ schedule needs it).
         seed: seed of the perturbation's random stream.
         distributed: this process is one rank of a torchrun job running parallel m-RWP
             (:class:`~dicelab.optim.distributed.DistributedMRWP`); only ``mrwp`` and
             ``marwp`` parallelise.
     """
-    base, kwargs = base_optimizer(config)
     if distributed and config.perturbation not in ("mrwp", "marwp"):
         raise ConfigError(
             "optimizer.perturbation",
@@ -86,6 +142,24 @@ def build_optimizer(
             "a torchrun job with several processes runs parallel m-RWP: use mrwp or marwp "
             "(or launch one process)",
         )
+    optimizer = _build(config, parameter_groups(model, config), total_steps, seed, distributed)
+    if config.clip_grad_norm is not None:
+        stepper = (
+            optimizer.base_optimizer if isinstance(optimizer, PerturbedOptimizer) else optimizer
+        )
+        clip_before_step(stepper, config.clip_grad_norm)
+    return optimizer
+
+
+def _build(
+    config: OptimizerConfig,
+    params: list[dict[str, Any]] | list[nn.Parameter],
+    total_steps: int | None,
+    seed: int,
+    distributed: bool,
+) -> torch.optim.Optimizer:
+    """The base optimizer over ``params``, wrapped by the configured perturbation if any."""
+    base, kwargs = base_optimizer(config)
     entry = PERTURBATIONS.get(config.perturbation)
     if entry is None:
         return base(params, **kwargs)

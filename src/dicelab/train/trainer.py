@@ -5,9 +5,9 @@ convert them to float → DATA techniques (augmentation, input noise, labels) �
 techniques act inside through hooks) → per-example cross-entropy (B,) × LOSS techniques →
 reduce (``sum`` as the authors' Keras code differentiates, or ``mean``) → backward → GRAD
 techniques (gradient dropout → frozen weights → gradient noise) → WEIGHT techniques → optimizer
-step. At each epoch start the schedules set the learning rate and batch size and the shuffle
-technique (if on) draws the order. The techniques run through the same public
-:class:`~dicelab.techniques.Injector` a user's own loop would use.
+step (gradient clipping, if on, first). At each epoch start the schedules set the learning rate
+and batch size and the shuffle technique (if on) draws the order. The techniques run through the
+same public :class:`~dicelab.techniques.Injector` a user's own loop would use.
 
 A run folder holds ``config.yaml`` (the resolved configuration), ``metrics.jsonl`` (one line per
 epoch), ``checkpoint.pt`` (written atomically after every epoch), ``model.pt`` (final weights)
@@ -217,7 +217,7 @@ class Trainer:
         )
         self.optimizer = build_optimizer(
             config.optimizer,
-            self.model.parameters(),
+            self.model,
             total_steps=self.planned_updates(),
             seed=derive_seed(config.seed, "perturbation"),
             distributed=self.world_size > 1,
