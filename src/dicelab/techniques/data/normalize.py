@@ -45,8 +45,6 @@ the input's dtype and memory format.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -54,6 +52,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from dicelab.config import coerce
 from dicelab.exceptions import ConfigError
 from dicelab.space import hp
 from dicelab.stages import Category, Context
@@ -125,18 +124,10 @@ class Normalize(BaseTechnique):
             )
 
     def _values(self, field: str, values: Any) -> tuple[float, ...]:
-        """``values`` as a tuple of finite floats, else ConfigError naming ``field``."""
-        if isinstance(values, str) or not isinstance(values, Sequence):
-            values_ok = False
-        else:
-            values_ok = all(_is_finite_number(v) for v in values)
-        if not values_ok:
-            raise ConfigError(
-                f"techniques.{self.name}.{field}",
-                values,
-                "must be a list of finite numbers, one per channel",
-            )
-        return tuple(float(v) for v in values)
+        """``values`` (a list or tuple of finite numbers) as a tuple of floats, checked as
+        every configuration list is; else ConfigError naming ``field``."""
+        listed = list(values) if isinstance(values, tuple) else values
+        return tuple(coerce(list[float], listed, f"techniques.{self.name}.{field}"))
 
     @property
     def statistics(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -178,8 +169,3 @@ class Normalize(BaseTechnique):
             return (self.normalize(args[0]), *args[1:])
 
         return [model.register_forward_pre_hook(hook)]
-
-
-def _is_finite_number(value: Any) -> bool:
-    """True for an int or float (not a bool) that is finite."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
