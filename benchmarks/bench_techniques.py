@@ -31,7 +31,7 @@ from dicelab.techniques import list_techniques, mid_range
 from dicelab.techniques._sites import hidden_weight_layers
 from dicelab.train import Trainer
 
-AUGMENTATIONS = ("flip", "rotation", "zoom", "translation", "contrast")
+AUGMENTATIONS = ("flip", "random_crop", "rotation", "zoom", "translation", "contrast", "cutout")
 #: Techniques bounded by the generator: where they draw (one value per input entry) and how.
 DRAW_BOUND: dict[str, tuple[Callable[[nn.Module], list[nn.Module]], Callable[..., torch.Tensor]]]
 DRAW_BOUND = {
