@@ -54,20 +54,24 @@ def test_resolved_config_round_trips() -> None:
 
 
 def test_training_options_default_to_off() -> None:
-    """No Nesterov, decay on every parameter, no clipping: the runs of before."""
+    """No schedule, no Nesterov, decay on every parameter, no clipping: the runs of before."""
     config = load_config()
+    assert config.schedule.name == "constant" and config.schedule.warmup == 0
     assert config.optimizer.nesterov is False and config.optimizer.clip_grad_norm is None
     assert config.optimizer.decay_exclude == []
 
 
 def test_a_list_value_round_trips_and_its_order_does_not_matter(tmp_path: Path) -> None:
     path = tmp_path / "run.yaml"
-    path.write_text("optimizer:\n  decay_exclude: [norm, bias]\n")
+    path.write_text("optimizer:\n  decay_exclude: [norm, bias]\nschedule: {milestones: [3, 9]}\n")
     config = load_config(path)
     assert config.optimizer.decay_exclude == ["bias", "norm"]
+    assert config.schedule.milestones == [3, 9]
     again = from_dict(yaml.safe_load(to_yaml(config)))
     assert again == config
-    same = load_config(overrides=["optimizer.decay_exclude=[bias, norm]"])
+    same = load_config(
+        overrides=["optimizer.decay_exclude=[bias, norm]", "schedule.milestones=[3, 9]"]
+    )
     assert config_hash(same) == config_hash(config)
     assert RunConfig().optimizer.decay_exclude is not RunConfig().optimizer.decay_exclude
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
-from dicelab.config import describe_fields
+from dicelab.config import describe_fields, from_dict
 from dicelab.data import list_datasets
 from dicelab.models import list_models
 from dicelab.techniques import list_techniques
@@ -39,6 +41,14 @@ def test_the_two_setup_commands_are_the_makefile_targets() -> None:
 @pytest.mark.parametrize("name", [cls.name for cls in list_techniques()])
 def test_every_technique_is_documented(name: str) -> None:
     assert f"| `{name}` |" in README
+
+
+def test_every_yaml_example_is_a_valid_configuration() -> None:
+    """The configuration examples (the sections, the CIFAR-style recipe) load as they stand."""
+    blocks = re.findall(r"```yaml\n(.*?)```", README, re.S)
+    assert len(blocks) >= 2
+    for block in blocks:
+        from_dict(yaml.safe_load(block))
 
 
 def test_the_examples_in_the_readme_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

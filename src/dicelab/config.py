@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import datetime
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -64,6 +65,13 @@ def in_interval(
         return f"must lie in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
 
     return check
+
+
+def increasing(values: list[int]) -> str | None:
+    """Range check for a list of counts: each >= 1 and larger than the one before."""
+    if all(v >= 1 for v in values) and all(a < b for a, b in itertools.pairwise(values)):
+        return None
+    return "must be increasing integers >= 1"
 
 
 def distinct(values: list[Any]) -> str | None:
@@ -131,7 +139,9 @@ class OptimizerConfig:
         "sgd",
         "sgd, momentum (SGD with momentum), adam, or adamw (Adam with decoupled weight decay)",
     )
-    lr: float = spec(1e-3, "learning rate", check=positive)
+    lr: float = spec(
+        1e-3, "learning rate (the schedule's starting rate: see schedule)", check=positive
+    )
     momentum: float = spec(
         0.9, "momentum of the `momentum` optimizer", check=in_interval(0, 1, open_high=True)
     )
@@ -197,6 +207,42 @@ class OptimizerConfig:
 
 
 @dataclass
+class ScheduleConfig:
+    """The learning-rate schedule: the rate each update gets, from ``optimizer.lr``.
+
+    Lengths (``warmup``, ``step_size``, ``milestones``) count intervals: optimizer updates
+    under ``interval: step``, epochs under ``interval: epoch``. Options of a schedule that is
+    not chosen are kept but unused. See :mod:`dicelab.optim.schedule` for the formulas.
+    """
+
+    name: Literal["constant", "cosine", "step", "multistep"] = spec(
+        "constant",
+        "constant (optimizer.lr throughout), cosine (from optimizer.lr down to min_lr at the "
+        "end of the run, the RWP authors' schedule), step (× gamma every step_size "
+        "intervals) or multistep (× gamma at each of the milestones)",
+    )
+    interval: Literal["step", "epoch"] = spec(
+        "step", "how often the rate changes: step (every optimizer update) or epoch"
+    )
+    warmup: int = spec(
+        0,
+        "linear warm-up over the first N intervals, from lr/N up to lr, before the schedule "
+        "proper; 0: none",
+        check=at_least(0),
+    )
+    min_lr: float = spec(0.0, "cosine: the rate the cosine ends at", check=at_least(0))
+    step_size: int | None = spec(
+        None, "step: intervals between two multiplications by gamma (required)", check=at_least(1)
+    )
+    milestones: list[int] = spec(
+        [], "multistep: the intervals at which the rate is multiplied by gamma", check=increasing
+    )
+    gamma: float = spec(
+        0.1, "step/multistep: the factor of each decay", check=in_interval(0, 1, open_low=True)
+    )
+
+
+@dataclass
 class TrainConfig:
     """The training loop."""
 
@@ -230,6 +276,9 @@ class RunConfig:
     optimizer: OptimizerConfig = field(
         default_factory=OptimizerConfig, metadata={"doc": "base optimizer"}
     )
+    schedule: ScheduleConfig = field(
+        default_factory=ScheduleConfig, metadata={"doc": "learning-rate schedule"}
+    )
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"doc": "training loop"})
     techniques: dict[str, Any] = spec(
         {},
@@ -247,6 +296,7 @@ def from_dict(data: Mapping[str, Any] | None) -> RunConfig:
     from dicelab.data import DATASETS
     from dicelab.models.build import resolve_options
     from dicelab.optim.factory import resolve_perturbation
+    from dicelab.optim.schedule import check_schedule
     from dicelab.techniques import create_technique
 
     config: RunConfig = _build(RunConfig, data or {}, "")
@@ -256,6 +306,7 @@ def from_dict(data: Mapping[str, Any] | None) -> RunConfig:
     resolve_perturbation(config.optimizer)
     # A set of names: one spelling, so [norm, bias] and [bias, norm] mean and hash the same.
     config.optimizer.decay_exclude = sorted(config.optimizer.decay_exclude)
+    check_schedule(config.schedule)
     # Techniques that are on, with every hyperparameter filled in; those at their default
     # (off) are dropped, so a configuration that spells them out means and hashes the same.
     resolved: dict[str, Any] = {}

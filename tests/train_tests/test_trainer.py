@@ -210,16 +210,32 @@ def _interrupt_after(monkeypatch: pytest.MonkeyPatch, train_batches: int) -> Non
     monkeypatch.setattr(Trainer, "_batches", batches)
 
 
+#: A CIFAR-style recipe: Nesterov momentum, weight decay sparing biases and BatchNorm,
+#: clipping, a per-update cosine with warm-up, and paper 1's lr gene on top.
+RECIPE = (
+    "optimizer.nesterov=true",
+    "optimizer.weight_decay=5e-4",
+    "optimizer.decay_exclude=[bias, norm]",
+    "optimizer.clip_grad_norm=50",
+    "schedule.name=cosine",
+    "schedule.warmup=10",
+    "techniques.lr_schedule.s=0.5",
+)
+
+
 @pytest.mark.parametrize("steps_into_epoch3", [0, 3], ids=["epoch_boundary", "mid_epoch"])
+@pytest.mark.parametrize("recipe", [(), RECIPE], ids=["momentum", "recipe"])
 def test_resume_after_interrupt_matches_uninterrupted(
     make_config: MakeConfig,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     steps_into_epoch3: int,
+    recipe: tuple[str, ...],
 ) -> None:
     """A run interrupted in epoch 3 (before its first update or after three) and resumed from
-    its checkpoint ends bit-identical to an uninterrupted run, with one metrics row per epoch."""
-    config = make_config("train.epochs=4", "optimizer.name=momentum")  # optimizer has state
+    its checkpoint ends bit-identical to an uninterrupted run, with one metrics row per epoch
+    (and, under a schedule, the same learning rates)."""
+    config = make_config("train.epochs=4", "optimizer.name=momentum", *recipe)  # has state
     reference = Trainer(config, run_dir=tmp_path / "a")
     reference_result = reference.fit()
 
@@ -239,6 +255,7 @@ def test_resume_after_interrupt_matches_uninterrupted(
     assert len(rows) == 4
     assert rows[:2] == before  # kept from the checkpoint (timings included), not retrained
     assert without_times(rows) == without_times(read_metrics(tmp_path / "a"))
+    assert len({row["lr"] for row in rows}) == (4 if recipe else 1)
     assert_same_weights(
         load_tensors(run / FINAL_WEIGHTS), load_tensors(tmp_path / "a" / FINAL_WEIGHTS)
     )

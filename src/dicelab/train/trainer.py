@@ -5,9 +5,12 @@ convert them to float → DATA techniques (augmentation, input noise, labels) �
 techniques act inside through hooks) → per-example cross-entropy (B,) × LOSS techniques →
 reduce (``sum`` as the authors' Keras code differentiates, or ``mean``) → backward → GRAD
 techniques (gradient dropout → frozen weights → gradient noise) → WEIGHT techniques → optimizer
-step (gradient clipping, if on, first). At each epoch start the schedules set the learning rate
-and batch size and the shuffle technique (if on) draws the order. The techniques run through the
-same public :class:`~dicelab.techniques.Injector` a user's own loop would use.
+step (gradient clipping, if on, first). At each epoch start the batch-size schedule sets the
+batch size and the shuffle technique (if on) draws the order. Before every batch the
+learning-rate schedule (:mod:`dicelab.optim.schedule`) sets the rate of the update the batch
+contributes to, and the ``lr_schedule`` technique doubles or halves it for the epoch. The
+techniques run through the same public :class:`~dicelab.techniques.Injector` a user's own loop
+would use.
 
 A run folder holds ``config.yaml`` (the resolved configuration), ``metrics.jsonl`` (one line per
 epoch), ``checkpoint.pt`` (written atomically after every epoch), ``model.pt`` (final weights)
@@ -49,6 +52,7 @@ from dicelab.models import build_model
 from dicelab.models.batchnorm import frozen_bn_stats, recalibrate_batchnorm, stale_weight
 from dicelab.optim import PerturbedOptimizer, build_optimizer
 from dicelab.optim.distributed import broadcast_buffers, init_process_group, world_from_env
+from dicelab.optim.schedule import learning_rate, run_length
 from dicelab.rng import derive_seed, isolated_global_rng
 from dicelab.techniques import Injector
 from dicelab.train.rundir import RunDirClaim, claim_run_dir, reporting_os_errors
@@ -215,12 +219,17 @@ class Trainer:
             epochs=config.train.epochs,
             input_shape=self.data.input_shape,
         )
+        planned = self.planned_updates()
         self.optimizer = build_optimizer(
             config.optimizer,
             self.model,
-            total_steps=self.planned_updates(),
+            total_steps=planned,
             seed=derive_seed(config.seed, "perturbation"),
             distributed=self.world_size > 1,
+        )
+        # Intervals of the learning-rate schedule (updates or epochs) in the whole run.
+        self._schedule_length = run_length(
+            config.schedule, updates=planned, epochs=config.train.epochs
         )
         self.epoch = 0
         self.updates = 0
@@ -334,9 +343,7 @@ class Trainer:
         """One pass over the training set; the epoch's metrics, or ``None`` if it diverged."""
         train = self.data.train
         injector = self.injector
-        batch_size = injector.start_epoch(
-            self.epoch, self.optimizer, base_batch_size=self.config.train.batch_size
-        )
+        batch_size = injector.start_epoch(self.epoch, base_batch_size=self.config.train.batch_size)
         assert batch_size is not None  # a base size was given
         order = injector.data_order(len(train))
         if order is not None:
@@ -346,6 +353,7 @@ class Trainer:
         totals = torch.zeros(3, device=self.device)
         alone = self.world_size == 1
         for step, (x, y, idx, consumed) in enumerate(self._train_batches(batch_size, order), 1):
+            self._set_learning_rate()
             inputs, targets = injector.data(x, y, idx)
             logits, per_example = self._gradient(inputs, targets)
             if self._update_ready():
@@ -370,6 +378,18 @@ class Trainer:
             return None
         loss_sum, correct, examples = totals.tolist()
         return {"train_loss": loss_sum / examples, "train_acc": correct / examples}
+
+    def _set_learning_rate(self) -> None:
+        """Give the update the next batch contributes to its rate: the schedule's rate for
+        that update (or epoch), doubled or halved by the ``lr_schedule`` technique for this
+        epoch (the schedule sets the base rate the gene scales). It depends only on the update
+        count and the epoch, which a checkpoint holds, so a resumed run gets the same rates."""
+        schedule = self.config.schedule
+        index = self.updates if schedule.interval == "step" else self.epoch
+        rate = learning_rate(schedule, self.config.optimizer.lr, index, self._schedule_length)
+        rate = self.injector.learning_rate(rate, self.epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
 
     def _recalibration_batches(self, limit: int | None = None) -> Iterator[torch.Tensor]:
         """Training inputs in equal batches of ``train.batch_size`` (fewer when the set is

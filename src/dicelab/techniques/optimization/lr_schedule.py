@@ -17,6 +17,10 @@ exact, so the results agree bit for bit. Outside [low, high] the closed form abo
 
 Stage: epoch start (``learning_rate`` hook; the :class:`~dicelab.techniques.Injector` writes the
 result into every optimizer param group, from the base rates it recorded at the first epoch).
+Under a learning-rate schedule (the ``schedule:`` section, :mod:`dicelab.optim.schedule`) the
+dicelab trainer passes each update's scheduled rate as ``base_lr`` instead: the schedule sets
+the base and the gene doubles or halves it for the epoch, then clips it to [low, high]. With the
+default ``constant`` schedule the base is ``optimizer.lr``, as without schedules.
 The result is a pure function of (base_lr, epoch): it does not build on the rate an earlier
 schedule returned. Deterministic: it draws no random numbers (the paper counts it among the
 optimization-stage randomness because the search draws ``s``). Unlike the per-step hooks it
