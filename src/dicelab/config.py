@@ -261,6 +261,23 @@ class TrainConfig:
         "the running statistics still hold over 1% of their starting values, on at most 2048 "
         "training examples; long runs pay nothing)",
     )
+    channels_last: Literal[True, False, "auto"] = spec(
+        "auto",
+        "keep 2-D convolution weights and activations in channels_last (NHWC) memory: auto "
+        "(on for models with 2-D convolutions; measured faster on CPU, BENCHMARKS.md), true, "
+        "false. Results agree with the default layout up to float rounding",
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = spec(
+        "fp32",
+        "arithmetic of the forward pass and loss: fp32, bf16 or fp16 (mixed precision via "
+        "autocast; fp16 scales the loss with a GradScaler and takes no perturbation "
+        "optimizer). Lower precision changes results beyond float rounding",
+    )
+    compile: bool = spec(
+        False,
+        "compile the model with torch.compile (first epoch slower while it compiles; with "
+        "activation noise on it measured slower on CPU)",
+    )
 
 
 @dataclass

@@ -223,8 +223,12 @@ RECIPE = (
 )
 
 
+#: Mixed precision with loss scaling: the GradScaler's state must be checkpointed too.
+FP16 = ("train.precision=fp16", "train.channels_last=true")
+
+
 @pytest.mark.parametrize("steps_into_epoch3", [0, 3], ids=["epoch_boundary", "mid_epoch"])
-@pytest.mark.parametrize("recipe", [(), RECIPE], ids=["momentum", "recipe"])
+@pytest.mark.parametrize("recipe", [(), RECIPE, FP16], ids=["momentum", "recipe", "fp16"])
 def test_resume_after_interrupt_matches_uninterrupted(
     make_config: MakeConfig,
     tmp_path: Path,
@@ -255,7 +259,7 @@ def test_resume_after_interrupt_matches_uninterrupted(
     assert len(rows) == 4
     assert rows[:2] == before  # kept from the checkpoint (timings included), not retrained
     assert without_times(rows) == without_times(read_metrics(tmp_path / "a"))
-    assert len({row["lr"] for row in rows}) == (4 if recipe else 1)
+    assert len({row["lr"] for row in rows}) == (4 if recipe is RECIPE else 1)
     assert_same_weights(
         load_tensors(run / FINAL_WEIGHTS), load_tensors(tmp_path / "a" / FINAL_WEIGHTS)
     )

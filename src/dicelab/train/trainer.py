@@ -57,6 +57,13 @@ from dicelab.rng import derive_seed, isolated_global_rng
 from dicelab.techniques import Injector
 from dicelab.train.rundir import RunDirClaim, claim_run_dir, reporting_os_errors
 
+#: ``train.precision`` → the autocast dtype (``None``: plain fp32, no autocast).
+_AUTOCAST: dict[str, torch.dtype | None] = {
+    "fp32": None,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+
 CHECKPOINT = "checkpoint.pt"
 RESULT = "result.json"
 METRICS = "metrics.jsonl"
@@ -211,6 +218,25 @@ class Trainer:
                 options=config.model.options,
             )
         self.model: nn.Module = model.to(self.device)
+        speed = config.train
+        self.channels_last = speed.channels_last is True or (
+            speed.channels_last == "auto"
+            and any(isinstance(m, nn.Conv2d) for m in self.model.modules())
+        )
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self._autocast_dtype = _AUTOCAST[speed.precision]
+        if speed.precision == "fp16" and config.optimizer.perturbation != "none":
+            raise ConfigError(
+                "train.precision",
+                "fp16",
+                "takes no perturbation optimizer (their noise and ascent read the loss-scaled "
+                "gradients): use bf16, or optimizer.perturbation=none",
+            )
+        # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
+        self.scaler = torch.amp.GradScaler(self.device.type) if speed.precision == "fp16" else None
+        if speed.compile:
+            self.model.compile()  # in place: parameter names and state_dict keys stay the same
         self.injector = Injector.from_config(config.techniques, seed=config.seed)
         self.injector.setup(
             self.model,
@@ -282,13 +308,32 @@ class Trainer:
         self, inputs: torch.Tensor, targets: torch.Tensor, *, freeze_bn: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward, per-example loss × LOSS techniques, reduction, backward; (logits, losses)."""
-        with frozen_bn_stats(self.model) if freeze_bn else nullcontext():
+        with frozen_bn_stats(self.model) if freeze_bn else nullcontext(), self._autocast():
             logits = self.model(inputs)
-            per_example = self.injector.loss(logits, targets)  # (B,)
+            per_example = self.injector.loss(logits, targets)  # (B,), float32 under autocast
             sum_up = self.config.train.reduction == "sum"
             loss = per_example.sum() if sum_up else per_example.mean()
-            loss.backward()
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
         return logits, per_example
+
+    def _autocast(self) -> Any:
+        """The mixed-precision context of ``train.precision`` (nothing for fp32)."""
+        if self._autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self._autocast_dtype)
+
+    def _step(self) -> None:
+        """The optimizer step, after the GRAD and WEIGHT techniques; under fp16 the gradients
+        are unscaled first, so techniques and clipping see their true values, and a step with
+        an overflowed gradient is skipped (the GradScaler lowers its scale)."""
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        self.injector.before_step(self.model.parameters())
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
 
     def _gradient(
         self, inputs: torch.Tensor, targets: torch.Tensor
@@ -357,8 +402,7 @@ class Trainer:
             inputs, targets = injector.data(x, y, idx)
             logits, per_example = self._gradient(inputs, targets)
             if self._update_ready():
-                injector.before_step(self.model.parameters())
-                self.optimizer.step()
+                self._step()
                 injector.end_step()
                 self.updates += 1
                 if not alone:
@@ -433,7 +477,8 @@ class Trainer:
             limit = (
                 None if self.config.train.recalibrate_bn is True else AUTO_RECALIBRATION_EXAMPLES
             )
-            with self.injector.paused():  # the statistics of the clean network
+            # the statistics of the clean network, in the arithmetic training uses
+            with self.injector.paused(), self._autocast():
                 recalibrate_batchnorm(self.model, self._recalibration_batches(limit))
             self._recalibrated_at = self.updates
         was_training = self.model.training
@@ -441,7 +486,8 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         for x, y, _ in self._batches(split, self.config.train.eval_batch_size, None):
-            logits = self.model(x)
+            with self._autocast():
+                logits = self.model(x).float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
             correct += (logits.argmax(1) == y).sum()
         self.model.train(was_training)
@@ -461,6 +507,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "techniques": self.injector.state_dict(),
+            "grad_scaler": None if self.scaler is None else self.scaler.state_dict(),
             "global_rng": torch.get_rng_state(),
             "global_rng_cuda": (
                 torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
@@ -473,6 +520,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.injector.load_state_dict(state["techniques"])
+        if self.scaler is not None:
+            self.scaler.load_state_dict(state["grad_scaler"])
         self.epoch = state["epoch"]
         self.updates = state["updates"]
         self.examples_seen = state["examples_seen"]
