@@ -20,9 +20,11 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 import yaml
 from optuna.trial import TrialState
 
+import dicelab.tune.storage as storage_module
 from dicelab.exceptions import ConfigError, StorageError
 from dicelab.tune import NO_RETRY
 from dicelab.tune._journal import SafeJournalBackend
@@ -519,7 +521,9 @@ def test_a_postgres_outage_longer_than_the_retry_window_is_one_line(
 ) -> None:
     """The server stays down past the retry window: each worker gives up with one line (no
     traceback), exit 2; after a restart the same command finishes with every trial kept."""
-    command = _pg_search(data_root, postgres_db, tmp_path / "s", "--generations", "3")
+    # Long enough that the server stops while trials still run: 6 trials once finished
+    # before the server had stopped, and the summary then met the closed server instead.
+    command = _pg_search(data_root, postgres_db, tmp_path / "s", "--generations", "10")
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -549,7 +553,26 @@ def test_a_postgres_outage_longer_than_the_retry_window_is_one_line(
     assert again.returncode == 0, again.stderr
     study = _pg_study(postgres_db)
     assert {n: study.trials[n].value for n in kept} == kept
-    assert len(_counted(study)) == 6
+    assert len(_counted(study)) == 20
+
+
+def test_a_database_that_fails_while_opening_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Optuna wraps a failure inside its own session while it opens the storage (the server
+    going down as the tables are checked) in StorageInternalError: before, a traceback."""
+
+    def fails(*args: object, **kwargs: object) -> None:
+        closed = sqlalchemy.exc.OperationalError(
+            "COMMIT", {}, Exception("server closed the connection")
+        )
+        raise optuna.exceptions.StorageInternalError(
+            "An exception is raised during the commit."
+        ) from closed
+
+    monkeypatch.setattr(storage_module, "RDBStorage", fails)
+    with pytest.raises(
+        StorageError, match="cannot open the database .*server closed the connection"
+    ):
+        open_storage("postgresql://u:secret@127.0.0.1:1/db")
 
 
 @pytest.mark.parametrize(

@@ -375,10 +375,13 @@ def _open_database(spec: str, heartbeat_interval: int, grace_period: int | None)
             ) from None
         except sqlalchemy.exc.ArgumentError as exc:  # a query argument the driver rejects
             raise ConfigError(FIELD, shown, _ALLOWED, hint=_reason(exc, url, spec)) from None
-        except sqlalchemy.exc.SQLAlchemyError as exc:
+        except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+            # Optuna wraps a failure inside its own session (the server going down while the
+            # tables are checked, say) in StorageInternalError; the driver's words are in it.
+            cause = exc.__cause__ if isinstance(exc, optuna.exceptions.OptunaError) else exc
             raise StorageError(
-                f"{FIELD}: cannot open the database {shown!r}: {_reason(exc, url, spec)} "
-                + _CHECK.get(backend, _CHECK["server"])
+                f"{FIELD}: cannot open the database {shown!r}: "
+                f"{_reason(cause or exc, url, spec)} " + _CHECK.get(backend, _CHECK["server"])
             ) from None
         except RuntimeError as exc:  # Optuna: tables written by an incompatible version
             raise StorageError(
