@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dicelab import paper_space
 from dicelab.config import apply_overrides, from_dict
 from dicelab.techniques import list_techniques, mid_range
 from dicelab.techniques._sites import hidden_weight_layers
@@ -44,6 +45,10 @@ DRAW_BOUND = {
 
 Draw = tuple[Callable[..., torch.Tensor], torch.Size, torch.dtype]
 
+#: Paper 1's 15 optional techniques (those its sparse start switches on at random), all on.
+PAPER_OPTIONAL = tuple(str(paper_space.GENES[i].technique) for i in paper_space.OPTIONAL)
+PAPER_ROW = "paper 1's 15 optional techniques"
+
 
 def trainer(args: argparse.Namespace, techniques: dict[str, Any]) -> Trainer:
     """A trainer for the benchmark workload with ``techniques`` on."""
@@ -57,17 +62,24 @@ def trainer(args: argparse.Namespace, techniques: dict[str, Any]) -> Trainer:
     return Trainer(from_dict(apply_overrides({"techniques": techniques}, overrides)))
 
 
-def recorded_draws(run: Trainer, name: str) -> list[Draw]:
-    """Train one epoch of ``run`` and return one draw per tensor that technique ``name``
-    perturbs (the inputs of its sites): ``torch.randn`` for noise, ``torch.rand`` for masks,
-    with the tensor's shape and dtype. Replaying them draws the same number of values."""
-    find_sites, fn = DRAW_BOUND[name]
+def recorded_draws(run: Trainer, names: list[str]) -> list[Draw]:
+    """Train one epoch of ``run`` and return one draw per tensor that the draw-bound
+    techniques ``names`` perturb (the inputs of their sites): ``torch.randn`` for noise,
+    ``torch.rand`` for masks, with the tensor's shape and dtype. Replaying them draws the same
+    number of values."""
     draws: list[Draw] = []
 
-    def record(module: nn.Module, args: tuple[Any, ...]) -> None:
-        draws.append((fn, args[0].shape, args[0].dtype))
+    def recorder(fn: Callable[..., torch.Tensor]) -> Callable[[nn.Module, tuple[Any, ...]], None]:
+        def record(module: nn.Module, args: tuple[Any, ...]) -> None:
+            draws.append((fn, args[0].shape, args[0].dtype))
 
-    handles = [site.register_forward_pre_hook(record) for site in find_sites(run.model)]
+        return record
+
+    handles = [
+        site.register_forward_pre_hook(recorder(DRAW_BOUND[name][1]))
+        for name in names
+        for site in DRAW_BOUND[name][0](run.model)
+    ]
     try:
         run.train_epoch()
     finally:
@@ -76,15 +88,14 @@ def recorded_draws(run: Trainer, name: str) -> list[Draw]:
     return draws
 
 
-def compare(
-    args: argparse.Namespace, techniques: dict[str, Any], *, with_draws: bool = False
-) -> tuple[float, float, float]:
-    """Median seconds per epoch: (all off, with ``techniques``, the techniques' draws alone;
-    nan unless ``with_draws``), contestants alternating."""
+def compare(args: argparse.Namespace, techniques: dict[str, Any]) -> tuple[float, float, float]:
+    """Median seconds per epoch: (all off, with ``techniques``, the draws of the draw-bound
+    ones among them alone; nan when there are none), contestants alternating."""
     off, on = trainer(args, {}), trainer(args, techniques)
     off.train_epoch()  # warm-up
-    (name,) = techniques if with_draws else ("",)
-    draws = recorded_draws(on, name) if with_draws else []  # also the warm-up of ``on``
+    bound = [name for name in techniques if name in DRAW_BOUND]
+    with_draws = bool(bound)
+    draws = recorded_draws(on, bound) if with_draws else []  # also the warm-up of ``on``
     if not with_draws:
         on.train_epoch()
     generator = torch.Generator().manual_seed(0)
@@ -121,14 +132,14 @@ def main() -> None:
             continue
         technique = mid_range(cls)
         setting = f"{cls.strength}={getattr(technique, cls.strength)}"
-        timed = compare(
-            args, {cls.name: technique.hyperparameters()}, with_draws=cls.name in DRAW_BOUND
-        )
+        timed = compare(args, {cls.name: technique.hyperparameters()})
         rows.append((cls.name, setting, *timed))
     classes = {cls.name: cls for cls in list_techniques()}
-    together = {name: mid_range(classes[name]).hyperparameters() for name in AUGMENTATIONS}
     if not args.only:
+        together = {name: mid_range(classes[name]).hyperparameters() for name in AUGMENTATIONS}
         rows.append(("all augmentations", "+".join(AUGMENTATIONS), *compare(args, together)))
+        paper = {name: mid_range(classes[name]).hyperparameters() for name in PAPER_OPTIONAL}
+        rows.append((PAPER_ROW, "each at mid-range", *compare(args, paper)))
 
     print(
         f"{args.model} on {args.dataset}, {args.limit} images/epoch, batch 128, "
@@ -146,6 +157,13 @@ def main() -> None:
     for name, _, off, on, draw in rows:
         if name in DRAW_BOUND:
             print(f"| {name} | {on - off:.3f} | {draw:.3f} | {(on - off) / draw:.3f} |")
+    for name, _, off, on, draw in rows:
+        if name == PAPER_ROW:
+            print(
+                f"\n{PAPER_ROW}: {on / off:.2f}x the baseline epoch; the draws of activation "
+                f"noise and DropConnect alone take {draw:.3f} s, {draw / (on - off):.0%} of the "
+                f"{on - off:.3f} s overhead"
+            )
 
 
 if __name__ == "__main__":
