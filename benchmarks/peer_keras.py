@@ -33,9 +33,10 @@ that ``tensorflow-cpu`` brings along. Then:
     TF_USE_LEGACY_KERAS=1 /work/kerasvenv/bin/python benchmarks/peer_keras.py --threads 2
 
 ``--set KEY=VALUE`` (repeatable) changes dicelab's side only (its configuration keys);
-``--variants`` adds dicelab trainer variants (``train.channels_last``, ``train.precision``,
-``train.compile``) as further contestants. A key or value dicelab does not know skips that
-contestant with one line saying why; the others still run.
+``--variants`` adds dicelab trainer variants (``train.channels_last=false``,
+``train.precision=bf16``, ``train.compile=true``, bf16 with compile) as further contestants.
+A key or value dicelab does not know skips that contestant with one line saying why; the
+others still run.
 """
 
 from __future__ import annotations
@@ -59,11 +60,13 @@ SKIP_LINE = (
 )
 
 #: dicelab trainer variants measured with ``--variants``: (label, overrides). Keys that this
-#: dicelab does not have yet are skipped with a line.
+#: dicelab does not have skip their variant with a line. ``train.channels_last`` is ``auto``
+#: (on for convolutional models) by default, so the NCHW variant is the one that differs.
 VARIANTS: list[tuple[str, list[str]]] = [
-    ("channels_last", ["train.channels_last=true"]),
+    ("NCHW", ["train.channels_last=false"]),
     ("bf16", ["train.precision=bf16"]),
     ("compile", ["train.compile=true"]),
+    ("bf16+compile", ["train.precision=bf16", "train.compile=true"]),
 ]
 
 
@@ -538,6 +541,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"(vs fit's epoch alone: {keras_inner / t:.3f})"
             )
         print(line)
+    for contestant in contestants:
+        if isinstance(contestant, DicelabSide):
+            train_cfg = contestant.trainer.config.train
+            keys = ("channels_last", "precision", "compile")
+            shown = [f"{k}={getattr(train_cfg, k)}" for k in keys if hasattr(train_cfg, k)]
+            if getattr(contestant.trainer, "channels_last", False):
+                shown.append("(NHWC memory)")
+            print(f"  {contestant.label:<{width}} settings: {' '.join(shown) or 'fp32 NCHW'}")
     for contestant in contestants:
         times = " ".join(f"{t:.3f}" for t in contestant.times)
         print(f"  {contestant.label:<{width}} epochs (s): {times}")
