@@ -288,10 +288,10 @@ class KerasSide(Contestant):
     By default the batches come from a ``tf.data`` pipeline: the epoch's order in batches,
     each gathered from the whole training set (what Keras's own adapter for arrays does, and
     what dicelab does), with one batch prefetched and tf.data's autotuning off. With
-    ``arrays``, ``fit`` gets the permuted arrays and ``shuffle=False``; its autotuned pipeline
-    then sometimes holds ``fit`` for seconds after the epoch (until 2.55, 5.11 or 10.23 s after
-    the start: the sleeps of tf.data's optimisation thread, 10 ms doubling), which a single
-    ``fit(epochs=N)`` pays once but a ``fit`` per epoch, as here, pays often.
+    ``arrays``, ``fit`` gets the permuted arrays and ``shuffle=False``; it then sometimes
+    returns seconds after the epoch has ended, about 2.6, 5.1 or 10.3 s after it started (the
+    ends of the sleeps of tf.data's autotuning thread, 10 ms doubling, match). A single
+    ``fit(epochs=N)`` would pay that at most once; a ``fit`` per epoch, as here, pays it often.
     """
 
     model: Any = None
