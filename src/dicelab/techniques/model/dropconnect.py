@@ -43,6 +43,7 @@ from dicelab.exceptions import ConfigError
 from dicelab.space import hp
 from dicelab.stages import Category, Context
 from dicelab.techniques._base import BaseTechnique, register_technique
+from dicelab.techniques._draw import fill_like
 from dicelab.techniques._sites import WeightLayer, hidden_weight_layers
 
 
@@ -83,9 +84,8 @@ class Dropconnect(BaseTechnique):
             if not (module.training and ctx.training):
                 return None
             x = args[0]
-            keep = torch.rand(
-                x.shape, generator=self.rng(x.device), device=x.device, dtype=x.dtype
-            )
+            gen = self.rng(x.device)
+            keep = fill_like(x, lambda t: t.uniform_(generator=gen))  # in x's memory layout
             return (x * keep.ge_(self.p), *args[1:])  # (U >= p) in the draw's own buffer
 
         def mask_weight(
@@ -94,9 +94,8 @@ class Dropconnect(BaseTechnique):
             if not (module.training and ctx.training):
                 return None
             weight = module.weight
-            draw = torch.rand(
-                weight.shape, generator=self.rng(weight.device), device=weight.device
-            )
+            gen = self.rng(weight.device)
+            draw = fill_like(weight.detach(), lambda t: t.uniform_(generator=gen))
             masked = weight.masked_fill(draw < self.p, 0.0)
             if isinstance(module, nn.Linear):
                 return F.linear(args[0], masked, module.bias)

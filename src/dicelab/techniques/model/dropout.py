@@ -47,6 +47,7 @@ from dicelab.exceptions import ConfigError
 from dicelab.space import hp
 from dicelab.stages import Category, Context
 from dicelab.techniques._base import BaseTechnique, register_technique
+from dicelab.techniques._draw import fill_like
 from dicelab.techniques._sites import dropout_sites
 
 
@@ -88,9 +89,8 @@ class Dropout(BaseTechnique):
                 return None
             # keep = (U >= p)·scale, built in place in the draw's own buffer: two passes fewer
             # than masked_fill + multiply, with the same values.
-            keep = torch.rand(
-                out.shape, generator=self.rng(out.device), device=out.device, dtype=out.dtype
-            )
+            gen = self.rng(out.device)
+            keep = fill_like(out, lambda t: t.uniform_(generator=gen))  # out's memory layout
             return out * keep.ge_(self.p).mul_(scale)
 
         return [module.register_forward_hook(hook) for _, module in dropout_sites(model)]
