@@ -245,6 +245,38 @@ def test_gradient_noise_changes_the_applied_gradients_with_its_std() -> None:
         assert abs(noise.std().item() / expected - 1) < 0.08
 
 
+class Validated(Net):
+    def __init__(self) -> None:
+        super().__init__()
+        self.val_losses: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = self.randomness.data(*batch)
+        logits = self(x)
+        plain = F.cross_entropy(logits, y, reduction="none")
+        self.val_losses.append((self.randomness.loss(logits, y), plain))
+
+
+def test_techniques_are_identities_in_validation_and_sanity_checks() -> None:
+    module = Validated()
+    trainer = L.Trainer(
+        max_epochs=1,
+        callbacks=[RandomnessCallback({"input_noise": 0.3, "loss_noise": 0.5})],
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+    loader = DataLoader(dataset(), batch_size=BATCH)
+    trainer.fit(module, loader, loader)  # 2 sanity-check batches, then 4 validation batches
+    assert len(module.val_losses) == 2 + BATCHES
+    for per_example, plain in module.val_losses:
+        assert torch.equal(per_example, plain)
+    inputs = torch.cat(module.seen[BATCHES + 2 :])  # validation after the training batches
+    assert torch.equal(inputs, dataset().tensors[0])
+
+
 # -- what the callback refuses -----------------------------------------------------------
 
 

@@ -198,12 +198,13 @@ class RandomnessCallback(pl.Callback):
     @contextmanager
     def _stage(self) -> Iterator[None]:
         """Techniques act inside Trainer.fit's training loop only (identity elsewhere)."""
-        if not self._is_set_up and self.injector.active:
+        if self._trainer is None and self.injector.active:
             raise RuntimeError(
-                "RandomnessCallback: its stages run inside Trainer.fit; pass the callback to "
-                "the Trainer (Trainer(callbacks=[callback])) and call trainer.fit(...)"
+                "RandomnessCallback: its stages run inside a Trainer; pass the callback to "
+                "it (Trainer(callbacks=[callback])) and call trainer.fit(...)"
             )
-        training = self._trainer is not None and self._trainer.training
+        # Validation, sanity checks, test and predict: every technique is an identity.
+        training = self._is_set_up and self._trainer is not None and self._trainer.training
         with nullcontext() if training else self.injector.paused():
             yield
 
