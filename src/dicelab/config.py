@@ -302,6 +302,13 @@ class RunConfig:
         "randomness techniques that are on: {name: {hyperparameter: value}} or "
         "{name: strength} (`dicelab list techniques`)",
     )
+    log: list[Literal["tensorboard", "mlflow", "wandb"]] = spec(
+        [],
+        "experiment trackers that also record the run: tensorboard (<run>/tensorboard), "
+        "mlflow (<run>/mlruns) and/or wandb (offline, <run>/wandb). Not part of the "
+        "configuration hash: changing it never blocks a resume",
+        check=distinct,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -608,9 +615,17 @@ def to_yaml(config: RunConfig) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
 
 
+#: Top-level keys that say where a run is recorded, not what it computes: left out of
+#: :func:`config_hash`, so adding a tracker never makes a run folder un-resumable, nor makes
+#: ``evaluate`` retrain a finished run.
+UNHASHED = ("log",)
+
+
 def config_hash(config: RunConfig) -> str:
-    """A stable SHA-256 of the resolved configuration (what a run's results depend on)."""
-    canonical = json.dumps(to_dict(config), sort_keys=True, separators=(",", ":"))
+    """A stable SHA-256 of the resolved configuration (what a run's results depend on; the
+    :data:`UNHASHED` keys are left out)."""
+    data = {k: v for k, v in to_dict(config).items() if k not in UNHASHED}
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

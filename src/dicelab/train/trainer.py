@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 import dicelab
 from dicelab import _atomic
-from dicelab.config import RunConfig, config_hash, load_config, to_yaml
+from dicelab.config import RunConfig, config_hash, load_config, to_dict, to_yaml
 from dicelab.data import DataBundle, Split, load_data, to_float
 from dicelab.exceptions import ConfigError, DicelabError, RunError
 from dicelab.models import build_model
@@ -55,6 +55,7 @@ from dicelab.optim.distributed import broadcast_buffers, init_process_group, wor
 from dicelab.optim.schedule import learning_rate, run_length
 from dicelab.rng import derive_seed, isolated_global_rng
 from dicelab.techniques import Injector
+from dicelab.tracking import Trackers, check_trackers, flat_params, open_trackers
 from dicelab.train.rundir import RunDirClaim, claim_run_dir, reporting_os_errors
 
 #: ``train.precision`` → the autocast dtype (``None``: plain fp32, no autocast).
@@ -172,6 +173,10 @@ class Trainer:
         run_dir: folder for config, metrics, checkpoints and result; ``None`` writes nothing.
         progress: show a progress bar with ETA on stderr.
         log: called with one line per epoch (and notices); ``None`` is silent.
+        track_root: where the experiment trackers of ``config.log`` write (default: the run
+            folder; a run without a folder is not tracked).
+        track_run: the run's name and sub-folder under ``track_root`` when several runs share
+            it (``evaluate``'s retraining runs); default: the run folder's name.
 
     Example:
         >>> from dicelab.config import load_config
@@ -188,9 +193,16 @@ class Trainer:
         run_dir: str | Path | None = None,
         progress: bool = False,
         log: Callable[[str], None] | None = None,
+        track_root: str | Path | None = None,
+        track_run: str | None = None,
     ) -> None:
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.track_root = Path(track_root) if track_root is not None else None
+        self.track_run = track_run
+        if self.run_dir is not None:
+            check_trackers(config.log)  # a missing package stops here, before any work
+        self._trackers: Trackers | None = None
         self.progress = progress
         self.log = log or (lambda _line: None)
         self.device = resolve_device(config.device)
@@ -621,6 +633,7 @@ class Trainer:
                 finished = finished_result(self.run_dir, self.config_hash) if resume else None
                 if finished is not None:  # nothing left to train: report it, rewrite nothing
                     return finished
+            self._trackers = self._start_trackers()
             global_seed = derive_seed(self.config.seed, "torch_global")
             with isolated_global_rng(global_seed, self.device):
                 if self._global_rng is not None:
@@ -628,10 +641,28 @@ class Trainer:
                 if self._global_rng_cuda is not None:
                     torch.cuda.set_rng_state(self._global_rng_cuda, self.device)
                 return self._fit(on_epoch)
+        except BaseException as err:
+            if self._trackers:
+                self._trackers.end(
+                    "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+                )
+            raise
         finally:
             if self._claim is not None:
                 self._claim.release()
                 self._claim = None
+
+    def _start_trackers(self) -> Trackers | None:
+        """Open and start the trackers of ``config.log`` (rank 0 of a run with a folder)."""
+        if not (self._writes and self.config.log):
+            return None
+        assert self.run_dir is not None
+        trackers = open_trackers(
+            self.config.log, self.track_root or self.run_dir, run=self.track_run
+        )
+        params = flat_params(to_dict(self.config)) | {"config_hash": self.config_hash}
+        trackers.start(self.track_run or self.run_dir.name, params)
+        return trackers
 
     def _fit(self, on_epoch: Callable[[dict[str, Any]], str | None] | None) -> RunResult:
         cfg = self.config.train
@@ -681,6 +712,9 @@ class Trainer:
                     with reporting_os_errors(self.run_dir / CHECKPOINT):
                         _atomic.torch_save(self.run_dir / CHECKPOINT, self.state_dict())
                     self._write_metrics()
+                if self._trackers:  # after the run's own files: they are the record
+                    metrics = {k: v for k, v in row.items() if k != "epoch"}
+                    self._trackers.log_metrics(metrics, self.epoch)
                 bar.set_postfix(_postfix(row))
                 say(_epoch_line(row, cfg.epochs))
                 reason = on_epoch(row) if on_epoch is not None else None
@@ -724,6 +758,9 @@ class Trainer:
                     _atomic.torch_save(self.run_dir / FINAL_WEIGHTS, self.model.state_dict())
             with reporting_os_errors(self.run_dir / RESULT):
                 _atomic.write_json(self.run_dir / RESULT, asdict(result))
+        if self._trackers:
+            self._trackers.log_result(asdict(result))
+            self._trackers.end(status)
         return result
 
 
