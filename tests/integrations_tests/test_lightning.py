@@ -6,10 +6,12 @@ Statistical checks use a few thousand draws, and each tolerance is stated beside
 from __future__ import annotations
 
 import copy
+import runpy
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -388,3 +390,11 @@ def test_missing_lightning_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.delitem(sys.modules, "dicelab.integrations.lightning")
     with pytest.raises(ImportError, match=r'pip install "dicelab\[lightning\]"'):
         import dicelab.integrations.lightning  # noqa: F401
+
+
+def test_the_lightning_example_runs() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "lightning_example.py"
+    namespace = runpy.run_path(str(example))
+    with torch.random.fork_rng():  # the example seeds its own (global) model initialisation
+        accuracy = namespace["main"](epochs=2)
+    assert 0.5 < accuracy <= 1.0
