@@ -55,7 +55,11 @@ def _run(job: tuple[dict[str, Any], str, int]) -> tuple[float, bool]:
     result = finished_result(Path(run_dir), config_hash(config))  # before any data loads
     read_back = result is not None
     if result is None:
-        result = Trainer(config, run_dir=run_dir).fit(resume=True)
+        # The trackers of `log` record every run of this batch in one place: the parent
+        # folder (`<out>/evaluate/tensorboard/best-seed0`, one MLflow store for all).
+        folder = Path(run_dir)
+        trainer = Trainer(config, run_dir=folder, track_root=folder.parent, track_run=folder.name)
+        result = trainer.fit(resume=True)
     if result.status != "completed" or result.test_acc is None:
         raise RunError(f"{run_dir}: the run {result.status}: {result.message}")
     return result.test_acc, read_back

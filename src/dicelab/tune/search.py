@@ -31,10 +31,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dicelab import _atomic, paper_space
 from dicelab._progress import Progress, stderr
-from dicelab.config import RunConfig, from_dict, to_dict, to_yaml
+from dicelab.config import UNHASHED, RunConfig, from_dict, to_dict, to_yaml
 from dicelab.data import load_data
 from dicelab.exceptions import ConfigError, DicelabError
 from dicelab.paper_space import readable
+from dicelab.tracking import check_trackers, open_trackers
 from dicelab.tune._health import chance_warning
 from dicelab.tune._pso import _compat as compat
 from dicelab.tune._pso._workers import fail_dead_workers
@@ -52,6 +53,10 @@ BEST_CONFIG = "best.yaml"
 #: System attribute of a trial that evaluated nothing because it started after a stopping rule
 #: was met (other workers had used up the budget, or the swarm had stopped); its value is why.
 UNUSED = "dicelab:unused"
+
+#: Study attribute: the trackers (``log``) of the search's latest run, which ``evaluate`` and
+#: ``ablate`` use for their retraining runs. Not part of the study's definition.
+TRACKERS_ATTR = "dicelab:log"
 
 
 def counts(trial: FrozenTrial) -> bool:
@@ -97,7 +102,9 @@ class SearchOptions:
             **{k: getattr(self, k) for k in keys},
             "screen": [self.screen, self.screen_epochs] if self.screen else None,
             "space": self.space().describe(),
-            "config": self.config,
+            # Trackers (`log`) record a search, they do not define it: a study continues
+            # whichever trackers a run names.
+            "config": {k: v for k, v in self.config.items() if k not in UNHASHED},
         }
         if self.baseline_start:  # only when set, so studies made before it still match
             definition["baseline_start"] = True
@@ -152,6 +159,7 @@ def validate(options: SearchOptions) -> None:
         raise ConfigError("--sparse", options.sparse, "must be >= 0")
     if options.screen < 0:
         raise ConfigError("--screen", options.screen, "must be >= 0")
+    check_trackers(base.log)  # a missing tracker package stops here, before any trial
 
 
 def storage_spec(out: str | Path, storage: str | None) -> str:
@@ -327,6 +335,50 @@ class _TrialLines:
         self.progress.step(text, done=sum(1 for t in trials if counts(t)))
 
 
+class _TrialRecords:
+    """Callback: each trial this worker finished as one run of the base configuration's
+    trackers (``log``), named ``<study>-trial-NNNN``, under the search folder.
+
+    The run's hyperparameters are the trial's genes in real values (``lr: 1e-3``, as
+    :func:`~dicelab.paper_space.readable` and the trial's user attributes show them) with the
+    trial's number, generation and particle; its metrics are the validation accuracy of each
+    epoch (the values the trial reported) and the score (``result/value``). A trial never
+    trains in a folder of its own, so this is the only record beside the study's storage.
+    """
+
+    def __init__(self, names: list[str], out: Path) -> None:
+        self.names = names
+        self.out = out
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if UNUSED in trial.system_attrs:
+            return
+        try:
+            self._record(study, trial)
+        except Exception as err:  # a tracker never stops a search (the storage is the record)
+            _log.warning("dicelab: trial %d was not logged to trackers: %r", trial.number, err)
+
+    def _record(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        name = f"{study.study_name}-trial-{trial.number:04d}"
+        trackers = open_trackers(self.names, self.out, run=name, experiment=study.study_name)
+        params: dict[str, str | int | float | bool] = dict(readable(trial.params))
+        params["trial"] = trial.number
+        for key in (GENERATION, PARTICLE):
+            if key in trial.system_attrs:
+                params[key.removeprefix("pso:")] = trial.system_attrs[key]
+        trackers.start(name, params)
+        for epoch, accuracy in sorted(trial.intermediate_values.items()):
+            trackers.log_metrics({"val_acc": accuracy}, epoch)
+        result = {
+            k: v for k, v in trial.user_attrs.items() if k in ("epochs_completed", "seconds")
+        }
+        if trial.value is not None:
+            result["value"] = trial.value
+        trackers.log_result(result)
+        status = {TrialState.COMPLETE: "completed", TrialState.PRUNED: "stopped"}
+        trackers.end(status.get(trial.state, "failed"))
+
+
 def _total(options: SearchOptions, particles: int) -> int | None:
     """How many trials the stopping rules allow at most (None: unknown, patience alone)."""
     limits = [options.trials] if options.trials else []
@@ -353,7 +405,10 @@ def _optimize(
     if stop.reached(study):
         return
     lines = _TrialLines(study, total, None if options.quiet else stderr)
-    study.optimize(_guarded(objective, stop), callbacks=[stop, lines])
+    callbacks: list[Any] = [stop, lines]
+    if base.log:
+        callbacks.append(_TrialRecords(list(base.log), Path(options.out)))
+    study.optimize(_guarded(objective, stop), callbacks=callbacks)
 
 
 def screened_starts(options: SearchOptions, study: optuna.Study) -> list[dict[str, float]]:
@@ -450,6 +505,7 @@ def run_search(options: SearchOptions) -> dict[str, Any]:
         recovered = fail_dead_workers(open_study(options, name))
         if recovered:
             _log.warning("%s: %d trials of killed workers marked failed", name, recovered)
+    open_study(options).set_user_attr(TRACKERS_ATTR, list(options.config.get("log", [])))
     if options.workers == 1:
         _work(options)
     else:
@@ -574,7 +630,8 @@ def options_from_study(out: str, storage: str | None, study: str) -> SearchOptio
             study,
             f"is not in {describe_storage(spec)}; studies there: {', '.join(names) or 'none'}",
         )
-    stored = optuna.load_study(study_name=study, storage=handle).user_attrs.get("dicelab")
+    attrs = optuna.load_study(study_name=study, storage=handle).user_attrs
+    stored = attrs.get("dicelab")
     if stored is None:
         raise ConfigError("--study", study, "was not made by dicelab search")
     screen = stored["screen"] or [0, 1]
@@ -592,5 +649,5 @@ def options_from_study(out: str, storage: str | None, study: str) -> SearchOptio
         screen=screen[0],
         screen_epochs=screen[1],
         baseline_start=bool(stored.get("baseline_start", False)),
-        config=stored["config"],
+        config={**stored["config"], "log": list(attrs.get(TRACKERS_ATTR, []))},
     )
