@@ -14,6 +14,7 @@ from dicelab.config import (
     describe_fields,
     from_dict,
     load_config,
+    merge,
     to_dict,
     to_yaml,
 )
@@ -172,3 +173,39 @@ def test_every_field_is_documented() -> None:
     rows = describe_fields()
     assert {key for key, _, _ in rows} >= {"seed", "optimizer.lr", "train.reduction"}
     assert all(doc for _, _, doc in rows)
+
+
+def test_several_files_merge_in_order(tmp_path: Path) -> None:
+    """Files are merged section by section, a later file winning key by key; overrides last."""
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text(
+        "seed: 3\noptimizer:\n  name: adam\n  lr: 0.01\ntrain:\n  epochs: 4\n"
+        "techniques:\n  dropout: 0.2\n"
+    )
+    second.write_text("optimizer:\n  lr: 0.05\ntechniques:\n  label_smoothing: 0.1\n")
+    config = load_config([first, second], ["train.epochs=2"])
+    assert config.seed == 3 and config.optimizer.name == "adam"  # kept from the first file
+    assert config.optimizer.lr == 0.05  # the second file wins
+    assert config.train.epochs == 2  # the override wins over both
+    assert set(config.techniques) == {"dropout", "label_smoothing"}
+    assert load_config([second, first]).optimizer.lr == 0.01  # order matters
+    assert config_hash(load_config([first])) == config_hash(load_config(first))
+
+
+def test_merge_replaces_values_and_lists_and_leaves_inputs_alone() -> None:
+    base = {"optimizer": {"decay_exclude": ["bias"], "lr": 0.1}, "techniques": {"dropout": 0.2}}
+    over = {"optimizer": {"decay_exclude": ["norm"]}, "techniques": {"dropout": {"p": 0.3}}}
+    merged = merge(base, over)
+    assert merged == {
+        "optimizer": {"decay_exclude": ["norm"], "lr": 0.1},
+        "techniques": {"dropout": {"p": 0.3}},
+    }
+    assert base["optimizer"] == {"decay_exclude": ["bias"], "lr": 0.1}
+    merged["techniques"]["dropout"]["p"] = 0.9
+    assert over["techniques"] == {"dropout": {"p": 0.3}}
+
+
+def test_a_missing_file_among_several_is_named(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("seed: 1\n")
+    with pytest.raises(ConfigError, match="b.yaml.*no such file"):
+        load_config([tmp_path / "a.yaml", tmp_path / "b.yaml"])

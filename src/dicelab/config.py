@@ -19,7 +19,7 @@ import json
 import math
 import re
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -343,13 +343,46 @@ def from_dict(data: Mapping[str, Any] | None) -> RunConfig:
 
 
 def load_config(
-    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+    path: str | Path | Sequence[str | Path] | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
 ) -> RunConfig:
-    """Read a YAML file (or start from the defaults), apply ``key=value`` overrides, validate."""
+    """Read a YAML file (or start from the defaults), apply ``key=value`` overrides, validate.
+
+    ``path`` may also be a sequence of files: they are merged in order (:func:`read_yamls`).
+    """
+    return from_dict(apply_overrides(read_yamls(path), overrides))
+
+
+def read_yamls(paths: str | Path | Sequence[str | Path] | None) -> dict[str, Any]:
+    """The mapping of one YAML file, or of several merged in order (each :func:`merge`d over
+    the ones before it: sections merge key by key, a later value wins); ``{}`` for none."""
+    if paths is None:
+        return {}
+    if isinstance(paths, (str, Path)):
+        return read_yaml(Path(paths))
     data: dict[str, Any] = {}
-    if path is not None:
-        data = read_yaml(Path(path))
-    return from_dict(apply_overrides(data, overrides))
+    for path in paths:
+        data = merge(data, read_yaml(Path(path)))
+    return data
+
+
+def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` laid over ``base``: mappings present in both merge recursively; any other
+    value of ``over`` (a number, a string, a list, null) replaces ``base``'s. Neither input
+    is changed.
+
+    Example:
+        >>> merge({"optimizer": {"name": "sgd", "lr": 0.1}, "seed": 1},
+        ...       {"optimizer": {"lr": 0.01}, "techniques": {"dropout": 0.2}})
+        {'optimizer': {'name': 'sgd', 'lr': 0.01}, 'seed': 1, 'techniques': {'dropout': 0.2}}
+    """
+    result = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = merge(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

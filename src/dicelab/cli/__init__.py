@@ -13,8 +13,9 @@ import argparse
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from dicelab.cli import _analysis, _search
 from dicelab.exceptions import ConfigError, DicelabError, UnknownNameError
@@ -22,8 +23,24 @@ from dicelab.version import __version__
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """``-c/--config``, ``--set`` and ``--device``: the run configuration of a command."""
-    parser.add_argument("-c", "--config", type=Path, help="YAML run configuration")
+    """``-c/--config``, ``--set``, bare ``KEY=VALUE`` and ``--device``: the run configuration
+    of a command.
+
+    Every ``-c`` file lands in ``args.config_files`` (merged in order) and ``args.config`` is
+    what :func:`main` makes of them for the library: ``None``, the one file, or the merged
+    data of several. ``--set`` and bare settings go into ``args.overrides`` in command-line
+    order, applied after the files.
+    """
+    parser.add_argument(
+        "-c",
+        "--config",
+        dest="config_files",
+        type=Path,
+        action="append",
+        default=[],
+        help="YAML run configuration; repeat to merge several in order (later files win, "
+        "sections merge key by key)",
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -32,7 +49,42 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override one configuration value, e.g. --set optimizer.lr=0.01 (repeatable)",
     )
+    parser.add_argument(
+        "settings",
+        nargs="*",
+        action=_BareSettings,
+        metavar="KEY=VALUE",
+        help="the same as --set KEY=VALUE, e.g. optimizer.lr=0.01",
+    )
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N (overrides the config)")
+
+
+class _BareSettings(argparse.Action):
+    """Bare ``KEY=VALUE`` arguments, appended to ``--set``'s list where they stand."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        settings = [str(value) for value in values or ()]
+        for setting in settings:
+            if "=" not in setting or setting.startswith("="):
+                parser.error(f"unrecognized argument {setting!r}: a setting is KEY=VALUE")
+        overrides = list(getattr(namespace, "overrides", None) or [])
+        namespace.overrides = overrides + settings
+
+
+def config_source(files: list[Path]) -> Path | dict[str, Any] | None:
+    """What ``-c`` files give the library's ``config`` argument: nothing, the one file, or the
+    data of several merged in order."""
+    from dicelab.config import read_yamls
+
+    if not files:
+        return None
+    return files[0] if len(files) == 1 else read_yamls(files)
 
 
 def _add_train(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +106,7 @@ def _run_train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.device:
         overrides.append(f"device={args.device}")
-    config = load_config(args.config, overrides)
+    config = load_config(args.config_files, overrides)
     if args.threads is not None:
         if args.threads < 1:
             raise ConfigError("--threads", args.threads, "must be >= 1")
@@ -216,10 +268,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _import_from_current_folder() -> None:
+    try:
+        here = os.getcwd()
+    except OSError:  # the folder was removed under us: nothing to import from it
+        return
+    if here not in sys.path and "" not in sys.path:
+        sys.path.append(here)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dicelab`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
+    # A `module:function` model or dataset in the current folder imports as it would under
+    # `python -m`; appended, so it never shadows an installed package of the same name.
+    _import_from_current_folder()
     try:
+        if hasattr(args, "config_files"):
+            args.config = config_source(args.config_files)
         return _COMMANDS[args.command][2](args)
     except DicelabError as err:
         print(f"dicelab {args.command}: error: {err}", file=sys.stderr)
