@@ -4,6 +4,7 @@ the current folder."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
 from dicelab.cli import build_parser, config_source, main
@@ -117,3 +119,128 @@ def test_models_and_datasets_import_from_the_current_folder(
     assert done.returncode == 0, done.stderr
     assert "test accuracy" in done.stdout
     assert saved_config(work / "run")["model"]["name"] == "my_parts:tiny"
+
+
+# -- --resume with more epochs ---------------------------------------------------------------
+
+TIMES = {"epoch_time_s", "time_s"}
+
+
+def run_args(data_root: Path, out: Path, epochs: int, *settings: str) -> list[str]:
+    """A small digits run with randomness in it (dropout, label noise, shuffled batches)."""
+    return [
+        "train",
+        "data.name=digits",
+        f"data.root={data_root}",
+        "data.train_limit=256",
+        "model.width=8",
+        "train.batch_size=32",
+        "device=cpu",
+        "techniques.dropout=0.2",
+        "techniques.label_noise=0.1",
+        f"train.epochs={epochs}",
+        *settings,
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+
+
+def record(run: Path) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """A run's metrics without timings, its result's numbers and its final weights."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    result = json.loads((run / "result.json").read_text())
+    numbers = {k: result[k] for k in ("test_acc", "test_loss", "updates", "config_hash")}
+    weights = torch.load(run / "model.pt", weights_only=True)
+    return [{k: v for k, v in row.items() if k not in TIMES} for row in rows], numbers, weights
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    rows_a, result_a, weights_a = record(a)
+    rows_b, result_b, weights_b = record(b)
+    assert rows_a == rows_b and result_a == result_b
+    assert weights_a.keys() == weights_b.keys()
+    assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+
+
+def test_resume_with_more_epochs_extends_a_finished_run_exactly(
+    data_root: Path, tmp_path: Path
+) -> None:
+    """``--resume --set train.epochs=3`` on a finished 2-epoch run gives, bit for bit, the
+    3-epoch run started as such: metrics, test result, config hash and final weights."""
+    extended, direct = tmp_path / "extended", tmp_path / "direct"
+    assert main(run_args(data_root, extended, 2)) == 0
+    assert main([*run_args(data_root, extended, 3), "--resume"]) == 0
+    assert main(run_args(data_root, direct, 3)) == 0
+    assert_same_run(extended, direct)
+    assert (extended / "config.yaml").read_bytes() == (direct / "config.yaml").read_bytes()
+    before = snapshot(extended)
+    assert main([*run_args(data_root, extended, 3), "--resume"]) == 0  # finished: no work
+    assert snapshot(extended) == before
+
+
+def test_an_interrupted_extension_resumes(data_root: Path, tmp_path: Path) -> None:
+    """Killed after writing the longer run's config.yaml but before its first new epoch: the
+    checkpoint still has the shorter run's hash, and --resume continues it all the same."""
+    extended, direct = tmp_path / "extended", tmp_path / "direct"
+    assert main(run_args(data_root, extended, 2)) == 0
+    assert main(run_args(data_root, direct, 3)) == 0
+    (extended / "config.yaml").write_bytes((direct / "config.yaml").read_bytes())
+    assert main([*run_args(data_root, extended, 3), "--resume"]) == 0
+    assert_same_run(extended, direct)
+
+
+@pytest.mark.parametrize(
+    ("settings", "words"),
+    [
+        (("schedule.name=cosine",), "schedule.name=cosine"),
+        (("optimizer.perturbation=rwp", "optimizer.sigma_schedule=cosine"), "sigma_schedule"),
+        (("techniques.lr_schedule=0.5",), "lr_schedule technique"),
+        (("techniques.batch_schedule=0.5",), "batch_schedule technique"),
+    ],
+)
+def test_an_extension_that_cannot_be_exact_is_refused(
+    settings: tuple[str, ...],
+    words: str,
+    data_root: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Where the schedule spreads over the planned length, one line says why; the run
+    folder is left as it was."""
+    run = tmp_path / "run"
+    assert main(run_args(data_root, run, 1, *settings, "data.train_limit=64")) == 0
+    before = snapshot(run)
+    capsys.readouterr()
+    code = main([*run_args(data_root, run, 2, *settings, "data.train_limit=64"), "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "cannot continue" in err and words in err and "--out" in err
+    assert snapshot(run) == before
+
+
+def test_fewer_epochs_than_trained_are_refused(
+    data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    assert main(run_args(data_root, run, 2, "data.train_limit=64")) == 0
+    before = snapshot(run)
+    capsys.readouterr()
+    assert main([*run_args(data_root, run, 1, "data.train_limit=64"), "--resume"]) == 2
+    assert "already trained 2 epochs" in capsys.readouterr().err
+    assert snapshot(run) == before
+
+
+def test_another_change_than_epochs_is_still_refused(
+    data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    assert main(run_args(data_root, run, 1, "data.train_limit=64")) == 0
+    capsys.readouterr()
+    resumed = [*run_args(data_root, run, 2, "data.train_limit=64", "seed=7"), "--resume"]
+    assert main(resumed) == 2
+    assert "different configuration" in capsys.readouterr().err
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}

@@ -32,7 +32,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -277,6 +277,8 @@ class Trainer:
         self._global_rng: torch.Tensor | None = None
         self._global_rng_cuda: torch.Tensor | None = None
         self._claim: RunDirClaim | None = None  # the run folder's, while fit runs
+        # train.epochs of the run folder's config.yaml when it differs (a run being extended).
+        self._saved_epochs: tuple[int, ...] = ()
         # The update count at which the BatchNorm statistics were last recalibrated: the
         # same weights give the same statistics, so a second evaluation there (validation,
         # then test) reuses them.
@@ -528,7 +530,8 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state saved by :meth:`state_dict` (the global RNG on the next fit)."""
-        self._require_same_config(state["config_hash"], "the checkpoint")
+        if not self._continues(state["config_hash"], int(state["epoch"])):
+            self._require_same_config(state["config_hash"], "the checkpoint")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.injector.load_state_dict(state["techniques"])
@@ -542,6 +545,38 @@ class Trainer:
         self._global_rng = state["global_rng"]
         self._global_rng_cuda = state.get("global_rng_cuda")
         self._recalibrated_at = None
+
+    def _continues(self, saved_hash: str, epochs_done: int) -> bool:
+        """Whether a checkpoint of ``saved_hash`` after ``epochs_done`` epochs continues into
+        this run exactly: the same configuration but for ``train.epochs`` (at least the epochs
+        done; the planned total of the run being continued, from its config.yaml, or any
+        count up to this run's), on a schedule that does not depend on the run's length.
+
+        Raises:
+            RunError: the checkpoint is of this configuration but for ``train.epochs`` and
+                cannot be continued exactly (one line saying why).
+        """
+        if saved_hash == self.config_hash:
+            return True
+        planned = self.config.train.epochs
+        counts = {*range(max(epochs_done, 1), planned + 1), *self._saved_epochs}
+        if saved_hash not in {config_hash(with_epochs(self.config, n)) for n in counts}:
+            return False
+        self._refuse_if_inexact(epochs_done)
+        return True
+
+    def _refuse_if_inexact(self, epochs_done: int) -> None:
+        """Raise RunError unless a run of this configuration but for ``train.epochs``, after
+        ``epochs_done`` epochs, continues into this one exactly."""
+        planned = self.config.train.epochs
+        problem = length_dependence(self.config)
+        if epochs_done > planned:
+            problem = f"it has already trained {epochs_done} epochs"
+        if problem:
+            raise RunError(
+                f"cannot continue {self.run_dir or 'the run'} to train.epochs={planned} exactly: "
+                f"{problem}; start a new run folder with --out"
+            )
 
     def _require_same_config(self, saved_hash: str | None, source: str) -> None:
         if saved_hash != self.config_hash:
@@ -563,9 +598,17 @@ class Trainer:
         saved_config = self.run_dir / CONFIG
         if resume and saved_config.is_file():
             try:
-                saved_hash: str | None = config_hash(load_config(saved_config))
+                saved: RunConfig | None = load_config(saved_config)
             except DicelabError:
-                saved_hash = None
+                saved = None
+            saved_hash = None if saved is None else config_hash(saved)
+            if saved is not None and saved_hash != self.config_hash:
+                planned = self.config.train.epochs
+                if config_hash(with_epochs(saved, planned)) == self.config_hash:
+                    # Only train.epochs differs (dicelab train --resume --set train.epochs=N).
+                    self._saved_epochs = (saved.train.epochs,)
+                    self._refuse_if_inexact(0)
+                    saved_hash = self.config_hash
             self._require_same_config(saved_hash, str(saved_config))
         if resume and checkpoint.is_file():
             self.load_state_dict(load_checkpoint(checkpoint, self.device))
@@ -577,6 +620,13 @@ class Trainer:
                 f"{self.run_dir} already holds a run; pass --resume to continue it, or choose "
                 "another folder with --out"
             )
+        if resume and self._saved_epochs:
+            self.log(
+                f"continuing {self.run_dir} from train.epochs={self._saved_epochs[0]} to "
+                f"{self.config.train.epochs}"
+            )
+            for name in (RESULT, FINAL_WEIGHTS):  # the shorter run's: written anew at the end
+                (self.run_dir / name).unlink(missing_ok=True)
         with reporting_os_errors(self.run_dir / CONFIG):
             _atomic.write_text(self.run_dir / CONFIG, to_yaml(self.config))
         self._write_metrics()
@@ -762,6 +812,26 @@ class Trainer:
             self._trackers.log_result(asdict(result))
             self._trackers.end(status)
         return result
+
+
+def with_epochs(config: RunConfig, epochs: int) -> RunConfig:
+    """``config`` with ``train.epochs`` set to ``epochs`` (a copy)."""
+    return replace(config, train=replace(config.train, epochs=epochs))
+
+
+def length_dependence(config: RunConfig) -> str | None:
+    """What in ``config`` depends on the planned number of epochs or updates, so that a run
+    continued to another ``train.epochs`` would not be the run started with it; None when
+    nothing does (its first epochs are the same whatever the total)."""
+    if config.schedule.name == "cosine":
+        return "schedule.name=cosine spreads the learning rate over the planned updates"
+    opt = config.optimizer
+    if opt.perturbation in ("rwp", "arwp", "mrwp", "marwp") and opt.sigma_schedule == "cosine":
+        return "optimizer.sigma_schedule=cosine spreads sigma over the planned updates"
+    for name in ("lr_schedule", "batch_schedule"):
+        if name in config.techniques:  # on: techniques at their default are dropped
+            return f"the {name} technique's period is a share of the planned epochs"
+    return None
 
 
 def finished_result(run_dir: Path, config_hash: str) -> RunResult | None:
