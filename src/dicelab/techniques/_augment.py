@@ -78,17 +78,17 @@ def resample(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
-class AffineAugmentation(BaseTechnique):
-    """A DATA technique that moves each image by its own random affine map.
+class ImageAugmentation(BaseTechnique):
+    """A DATA technique that transforms a training batch of images ``(B, C, H, W)`` and leaves
+    the labels alone; identity outside training and when off.
 
-    Subclasses implement :meth:`affine`; the hook draws the batch's maps from the technique's
-    stream and resamples the batch once.
+    Subclasses implement :meth:`augment`.
     """
 
     needs_images: ClassVar[bool] = True
 
-    def affine(self, batch: int, height: int, width: int, device: torch.device) -> torch.Tensor:
-        """The next ``batch`` output → input maps ``(B, 2, 3)`` in centred pixel units."""
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """The transformed batch (drawing from the technique's own stream)."""
         raise NotImplementedError
 
     def on_batch(
@@ -97,5 +97,20 @@ class AffineAugmentation(BaseTechnique):
         if self.is_noop or not ctx.training:
             return x, y
         require_images(self.name, x)
+        return self.augment(x), y
+
+
+class AffineAugmentation(ImageAugmentation):
+    """A DATA technique that moves each image by its own random affine map.
+
+    Subclasses implement :meth:`affine`; the hook draws the batch's maps from the technique's
+    stream and resamples the batch once.
+    """
+
+    def affine(self, batch: int, height: int, width: int, device: torch.device) -> torch.Tensor:
+        """The next ``batch`` output → input maps ``(B, 2, 3)`` in centred pixel units."""
+        raise NotImplementedError
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = x.shape
-        return resample(x, self.affine(batch, height, width, x.device)), y
+        return resample(x, self.affine(batch, height, width, x.device))

@@ -31,14 +31,14 @@ from typing import ClassVar
 import torch
 
 from dicelab.space import hp
-from dicelab.stages import Category, Context
-from dicelab.techniques._augment import require_images, symmetric_uniform
-from dicelab.techniques._base import BaseTechnique, register_technique
+from dicelab.stages import Category
+from dicelab.techniques._augment import ImageAugmentation, symmetric_uniform
+from dicelab.techniques._base import register_technique
 
 
 @register_technique
 @dataclass(repr=False)
-class Contrast(BaseTechnique):
+class Contrast(ImageAugmentation):
     """Scale each image's deviation from its channel means by c ~ U[1 − factor, 1 + factor].
 
     Args:
@@ -46,14 +46,13 @@ class Contrast(BaseTechnique):
 
     Example:
         >>> x = torch.linspace(0.25, 0.75, 16).view(1, 1, 4, 4)
-        >>> out, _ = Contrast(factor=0.2).on_batch(x, torch.zeros(1), Context())
+        >>> out = Contrast(factor=0.2).augment(x)
         >>> torch.allclose(out.mean(), x.mean()), torch.equal(out, x)
         (True, False)
     """
 
     name: ClassVar[str] = "contrast"
     category: ClassVar[Category] = Category.DATA
-    needs_images: ClassVar[bool] = True
     strength: ClassVar[str] = "factor"
     priority: ClassVar[int] = 50
 
@@ -65,12 +64,7 @@ class Contrast(BaseTechnique):
         """The next ``batch`` contrast factors ``(B,)`` in [1 − factor, 1 + factor] (float32)."""
         return 1.0 + symmetric_uniform((batch,), self.factor, self.rng(device), device)
 
-    def on_batch(
-        self, x: torch.Tensor, y: torch.Tensor, ctx: Context
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.is_noop or not ctx.training:
-            return x, y
-        require_images(self.name, x)
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
         factors = self.draw_factors(x.shape[0], x.device).to(x.dtype).view(-1, 1, 1, 1)
         mean = x.mean(dim=(-2, -1), keepdim=True)
-        return ((x - mean) * factors + mean).clamp(0.0, 1.0), y
+        return ((x - mean) * factors + mean).clamp(0.0, 1.0)

@@ -44,14 +44,14 @@ from typing import ClassVar
 import torch
 
 from dicelab.space import hp
-from dicelab.stages import Category, Context
-from dicelab.techniques._augment import require_images
-from dicelab.techniques._base import BaseTechnique, register_technique
+from dicelab.stages import Category
+from dicelab.techniques._augment import ImageAugmentation
+from dicelab.techniques._base import register_technique
 
 
 @register_technique
 @dataclass(repr=False)
-class Cutout(BaseTechnique):
+class Cutout(ImageAugmentation):
     """Zero a ``size`` × ``size`` square (clipped at the border) of each image with probability
     ``p``.
 
@@ -61,14 +61,13 @@ class Cutout(BaseTechnique):
 
     Example:
         >>> x = torch.ones(2, 3, 32, 32)
-        >>> out, _ = Cutout(size=16, p=1.0).on_batch(x, torch.zeros(2), Context())
+        >>> out = Cutout(size=16, p=1.0).augment(x)
         >>> bool(((out == 0) | (out == 1)).all()), [bool((o == 0).any()) for o in out]
         (True, [True, True])
     """
 
     name: ClassVar[str] = "cutout"
     category: ClassVar[Category] = Category.DATA
-    needs_images: ClassVar[bool] = True
     strength: ClassVar[str] = "size"
     priority: ClassVar[int] = 90
 
@@ -87,12 +86,7 @@ class Cutout(BaseTechnique):
         corners = torch.stack([centres // width, centres % width], dim=1) - self.size // 2
         return corners, applied
 
-    def on_batch(
-        self, x: torch.Tensor, y: torch.Tensor, ctx: Context
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.is_noop or not ctx.training:
-            return x, y
-        require_images(self.name, x)
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = x.shape
         corners, applied = self.draw_holes(batch, height, width, x.device)
         # each pixel's row and column relative to its image's hole corner
@@ -101,4 +95,4 @@ class Cutout(BaseTechnique):
         in_rows = ((rows >= 0) & (rows < self.size) & applied.unsqueeze(1)).to(x.dtype)
         in_cols = ((cols >= 0) & (cols < self.size)).to(x.dtype)
         hole = in_rows.unsqueeze(2) * in_cols.unsqueeze(1)  # (B, H, W): 1 in the hole, else 0
-        return x * (1 - hole).unsqueeze(1), y
+        return x * (1 - hole).unsqueeze(1)

@@ -26,9 +26,9 @@ from typing import ClassVar
 import torch
 
 from dicelab.space import hp
-from dicelab.stages import Category, Context
-from dicelab.techniques._augment import require_images
-from dicelab.techniques._base import BaseTechnique, register_technique
+from dicelab.stages import Category
+from dicelab.techniques._augment import ImageAugmentation
+from dicelab.techniques._base import register_technique
 
 # tensor dims mirrored by each mode: -1 is the width (left-right), -2 the height (up-down)
 _DIMS = {"horizontal_and_vertical": (-1, -2), "horizontal": (-1,), "vertical": (-2,)}
@@ -36,7 +36,7 @@ _DIMS = {"horizontal_and_vertical": (-1, -2), "horizontal": (-1,), "vertical": (
 
 @register_technique
 @dataclass(repr=False)
-class Flip(BaseTechnique):
+class Flip(ImageAugmentation):
     """Mirror each image with probability 1/2 along the axes of ``mode``.
 
     Args:
@@ -46,14 +46,13 @@ class Flip(BaseTechnique):
 
     Example:
         >>> x = torch.rand(4, 1, 3, 3)
-        >>> out, _ = Flip(mode="horizontal").on_batch(x, torch.zeros(4), Context())
+        >>> out = Flip(mode="horizontal").augment(x)
         >>> all(torch.equal(o, i) or torch.equal(o, i.flip(-1)) for o, i in zip(out, x))
         True
     """
 
     name: ClassVar[str] = "flip"
     category: ClassVar[Category] = Category.DATA
-    needs_images: ClassVar[bool] = True
     strength: ClassVar[str] = "mode"
     priority: ClassVar[int] = 10
 
@@ -63,12 +62,7 @@ class Flip(BaseTechnique):
         doc="axes that may be mirrored",
     )
 
-    def on_batch(
-        self, x: torch.Tensor, y: torch.Tensor, ctx: Context
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.is_noop or not ctx.training:
-            return x, y
-        require_images(self.name, x)
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
         dims = _DIMS[self.mode]
         draw = torch.rand(
             (x.shape[0], len(dims)),
@@ -79,4 +73,4 @@ class Flip(BaseTechnique):
         flipped = draw < 0.5
         for axis, dim in enumerate(dims):  # at most two axes; the batch is never looped over
             x = torch.where(flipped[:, axis].view(-1, 1, 1, 1), x.flip(dim), x)
-        return x, y
+        return x

@@ -40,9 +40,9 @@ import torch.nn.functional as F
 
 from dicelab.exceptions import ConfigError
 from dicelab.space import hp
-from dicelab.stages import Category, Context
-from dicelab.techniques._augment import require_images
-from dicelab.techniques._base import BaseTechnique, register_technique
+from dicelab.stages import Category
+from dicelab.techniques._augment import ImageAugmentation
+from dicelab.techniques._base import register_technique
 
 # F.pad's name for each fill
 _PAD_MODES = {"zero": "constant", "reflect": "reflect"}
@@ -50,7 +50,7 @@ _PAD_MODES = {"zero": "constant", "reflect": "reflect"}
 
 @register_technique
 @dataclass(repr=False)
-class RandomCrop(BaseTechnique):
+class RandomCrop(ImageAugmentation):
     """Pad each image by ``padding`` pixels and crop it back at a random offset.
 
     Args:
@@ -59,14 +59,13 @@ class RandomCrop(BaseTechnique):
 
     Example:
         >>> x = torch.rand(4, 3, 32, 32)
-        >>> out, _ = RandomCrop(padding=4).on_batch(x, torch.zeros(4), Context())
+        >>> out = RandomCrop(padding=4).augment(x)
         >>> out.shape
         torch.Size([4, 3, 32, 32])
     """
 
     name: ClassVar[str] = "random_crop"
     category: ClassVar[Category] = Category.DATA
-    needs_images: ClassVar[bool] = True
     strength: ClassVar[str] = "padding"
     priority: ClassVar[int] = 15
 
@@ -81,12 +80,7 @@ class RandomCrop(BaseTechnique):
         high = 2 * self.padding + 1
         return torch.randint(0, high, (batch, 2), generator=self.rng(device), device=device)
 
-    def on_batch(
-        self, x: torch.Tensor, y: torch.Tensor, ctx: Context
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.is_noop or not ctx.training:
-            return x, y
-        require_images(self.name, x)
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = x.shape
         if self.mode == "reflect" and self.padding >= min(height, width):
             raise ConfigError(
@@ -100,4 +94,4 @@ class RandomCrop(BaseTechnique):
         # every window of the padded images, a view (B, C, 2p + 1, 2p + 1, H, W): no copy
         windows = padded.unfold(2, height, 1).unfold(3, width, 1)
         rows = torch.arange(batch, device=x.device)
-        return windows[rows, :, offsets[:, 0], offsets[:, 1]], y
+        return windows[rows, :, offsets[:, 0], offsets[:, 1]]
