@@ -92,12 +92,16 @@ def test_fp16_refuses_a_perturbation_optimizer() -> None:
         trainer("train.precision=fp16", "optimizer.perturbation=sam")
 
 
+@pytest.mark.parametrize("mode", ["bf16", "fp16"])
 @pytest.mark.parametrize("technique", [cls.name for cls in list_techniques()])
-def test_every_technique_works_in_channels_last_and_bf16(technique: str) -> None:
-    """One epoch with the technique at a typical setting trains without error to a finite
-    loss (the techniques' own tests check what each does)."""
+def test_every_technique_works_in_channels_last_and_mixed_precision(
+    technique: str, mode: str
+) -> None:
+    """One epoch with the technique at a typical setting, channels_last and bf16 or fp16 (with
+    its loss scaling), trains without error to a finite loss (the techniques' own tests check
+    what each does)."""
     params = mid_range(next(c for c in list_techniques() if c.name == technique))
-    fast = [*BASE, "train.channels_last=true", "train.precision=bf16", "train.epochs=1"]
+    fast = [*BASE, "train.channels_last=true", f"train.precision={mode}", "train.epochs=1"]
     config = from_dict(
         apply_overrides({"techniques": {technique: params.hyperparameters()}}, fast)
     )
