@@ -130,3 +130,11 @@ def test_the_front_page_fits_on_two_screens() -> None:
     assert len(README.splitlines()) <= 110
     for guide in sorted((ROOT / "docs").glob("*.md")):
         assert f"](docs/{guide.name})" in README, f"README does not link docs/{guide.name}"
+
+
+def test_the_front_page_commands_are_the_guides_commands() -> None:
+    """The README's set-up and quick-start lines are copied from the guides, not rewritten."""
+    guides = "\n".join(TEXT[page] for page in PAGES[1:])
+    for block in re.findall(r"```bash\n(.*?)```", README, re.S):
+        for line in block.splitlines():
+            assert line in guides, f"README line not in any guide: {line}"
