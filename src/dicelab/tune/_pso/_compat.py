@@ -12,6 +12,7 @@ import warnings
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 
@@ -28,6 +29,15 @@ def study_system_attrs(study: optuna.Study) -> dict[str, Any]:
 def set_study_system_attr(study: optuna.Study, key: str, value: Any) -> None:
     """Store a sampler tag on a study (JSON value)."""
     study._storage.set_study_system_attr(study._study_id, key, value)
+
+
+def contains(dist: BaseDistribution, value: Any) -> bool:
+    """Whether ``dist`` can hold ``value`` (in range, on its step, one of its choices); a value
+    of another type cannot. Optuna checks this only through a private method."""
+    try:
+        return bool(dist._contains(dist.to_internal_repr(value)))
+    except (ValueError, TypeError):
+        return False
 
 
 def trial_id(trial: optuna.Trial | FrozenTrial) -> int:

@@ -315,7 +315,7 @@ class PSOSampler(BaseSampler):
         the swarm then learns the point evaluated)."""
         return {
             name: params[name]
-            if name in params and _contains(dist, params[name])
+            if name in params and compat.contains(dist, params[name])
             else self._random.sample_independent(study, trial, name, dist)
             for name, dist in search_space.items()
         }
@@ -616,14 +616,6 @@ def _representable(enc: Encoding, params: Mapping[str, Any]) -> np.ndarray | Non
     """The position of ``params`` in ``enc``, or ``None`` when a value lies outside its
     parameter's distribution (another range, a choice it does not have, another type)."""
     pairs = zip(enc.names, enc.distributions, strict=True)
-    if not all(_contains(dist, params[name]) for name, dist in pairs):
+    if not all(compat.contains(dist, params[name]) for name, dist in pairs):
         return None
     return enc.encode(params)
-
-
-def _contains(dist: BaseDistribution, value: Any) -> bool:
-    """Whether ``dist`` can hold ``value`` (in range, on its step, one of its choices)."""
-    try:
-        return bool(dist._contains(dist.to_internal_repr(value)))
-    except (ValueError, TypeError):
-        return False
