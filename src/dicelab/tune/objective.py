@@ -25,7 +25,7 @@ import optuna
 from optuna.distributions import FloatDistribution
 
 from dicelab import paper_space
-from dicelab.config import RunConfig, config_hash, from_dict, to_dict
+from dicelab.config import RunConfig, config_hash, from_dict, merge, to_dict
 from dicelab.exceptions import ConfigError, UnknownNameError
 from dicelab.techniques import TECHNIQUES
 from dicelab.train import Trainer
@@ -101,14 +101,8 @@ def configure(base: RunConfig, space: SearchSpace, params: Mapping[str, float]) 
     it. Every key a searched gene does not set keeps the base configuration's value (a base
     ``optimizer.lr=0.1`` stays 0.1 when ``lr`` is not searched; a technique's other
     hyperparameters stay as the base sets them)."""
-    data = to_dict(base)
     fragment = paper_space.decode_genes({g.param: params[g.param] for g in space.genes})
-    techniques = data["techniques"]
-    for name, values in fragment.pop("techniques", {}).items():
-        techniques[name] = {**techniques.get(name, {}), **values}
-    for section, values in fragment.items():
-        data[section] = {**data[section], **values}
-    return from_dict(data)
+    return from_dict(merge(to_dict(base), fragment))
 
 
 class SearchObjective:
