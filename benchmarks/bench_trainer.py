@@ -79,9 +79,7 @@ def main() -> None:
     train = trainer.data.train
     gen = torch.Generator().manual_seed(0)
     batch_size = config.train.batch_size
-    precision = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[
-        config.train.precision
-    ]
+    precision = trainer.autocast_dtype
 
     # One untimed warm-up epoch each (allocator, kernels).
     hand_epoch(

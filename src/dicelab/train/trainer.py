@@ -237,7 +237,8 @@ class Trainer:
         )
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self._autocast_dtype = _AUTOCAST[speed.precision]
+        #: The dtype the forward pass autocasts to under ``train.precision`` (None: fp32).
+        self.autocast_dtype = _AUTOCAST[speed.precision]
         if speed.precision == "fp16" and config.optimizer.perturbation != "none":
             raise ConfigError(
                 "train.precision",
@@ -332,9 +333,9 @@ class Trainer:
 
     def _autocast(self) -> Any:
         """The mixed-precision context of ``train.precision`` (nothing for fp32)."""
-        if self._autocast_dtype is None:
+        if self.autocast_dtype is None:
             return nullcontext()
-        return torch.autocast(self.device.type, dtype=self._autocast_dtype)
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def _step(self) -> None:
         """The optimizer step, after the GRAD and WEIGHT techniques; under fp16 the gradients
