@@ -159,6 +159,18 @@ def test_a_failing_tracker_warns_once_and_the_run_continues(
     assert "No space left on device" in record.getMessage()
 
 
+def test_trackers_of_a_run_without_a_folder_are_named_as_recording_nothing(
+    tiny: Callable[..., RunConfig], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run without a folder has nowhere to track: before, log= was silently ignored."""
+    with caplog.at_level(logging.WARNING, logger="dicelab.train.trainer"):
+        result = Trainer(tiny("log=[tensorboard]", "train.epochs=1")).fit()
+    assert result.status == "completed"
+    (record,) = caplog.records
+    assert "log=['tensorboard'] records nothing" in record.getMessage()
+    assert "--out" in record.getMessage()
+
+
 def test_missing_package_exits_2_naming_the_extra(
     data_root: Path,
     tmp_path: Path,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import math
 import os
 import platform
@@ -57,6 +58,8 @@ from dicelab.rng import derive_seed, isolated_global_rng
 from dicelab.techniques import Injector
 from dicelab.tracking import Trackers, check_trackers, flat_params, open_trackers
 from dicelab.train.rundir import RunDirClaim, claim_run_dir, reporting_os_errors
+
+_log = logging.getLogger(__name__)
 
 #: ``train.precision`` → the autocast dtype (``None``: plain fp32, no autocast).
 _AUTOCAST: dict[str, torch.dtype | None] = {
@@ -705,6 +708,12 @@ class Trainer:
 
     def _start_trackers(self) -> Trackers | None:
         """Open and start the trackers of ``config.log`` (rank 0 of a run with a folder)."""
+        if self.config.log and self.run_dir is None:
+            _log.warning(
+                "log=%s records nothing: a run without a folder is not tracked; give it one "
+                "(--out, out= or run_dir=)",
+                list(self.config.log),
+            )
         if not (self._writes and self.config.log):
             return None
         assert self.run_dir is not None

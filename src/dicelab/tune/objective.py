@@ -16,6 +16,7 @@ or weights) fails with the reason (the user attribute ``pso_no_retry``), and is 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -149,7 +150,9 @@ class SearchObjective:
                 return f"validation accuracy {accuracy:.4f} fell below {self.cut_threshold}"
             return None
 
-        result = Trainer(config).fit(on_epoch=on_epoch)
+        # The search records each trial in the trackers itself (search.py); the trial's own
+        # run has no folder to track into.
+        result = Trainer(dataclasses.replace(config, log=[])).fit(on_epoch=on_epoch)
         trial.set_user_attr("epochs_completed", result.epochs_completed)
         trial.set_user_attr("seconds", round(result.wall_time_s, 3))
         if result.status == "diverged":
