@@ -16,6 +16,7 @@ One is skipped by design, with its reason next to it (and in the README's PSOSam
 from __future__ import annotations
 
 import pickle
+import time
 import warnings
 from collections.abc import Callable
 
@@ -132,6 +133,29 @@ def test_parallel_trials_claim_each_particle_once(n_jobs: int) -> None:
         if GENERATION in t.system_attrs
     ]
     assert len(claims) == len(set(claims)) >= 12
+
+
+class _SlowWrites(optuna.storages.InMemoryStorage):
+    """An in-memory storage whose attribute writes take a moment, as a database's do: threads
+    that read the swarm in between would see the same particle free."""
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: object) -> None:
+        time.sleep(0.002)
+        super().set_trial_system_attr(trial_id, key, value)  # type: ignore[arg-type]
+
+
+def test_threads_never_claim_one_particle_twice_even_with_slow_writes() -> None:
+    """Threads of one process claim one at a time: with slow writes and four threads racing
+    for two particles, every particle of every generation is still claimed once."""
+    sampler = PSOSampler(n_particles=2, seed=0, poll_interval=0.001, wait_timeout=30)
+    study = optuna.create_study(sampler=sampler, storage=_SlowWrites())
+    study.optimize(_objective, n_trials=41, n_jobs=4)
+    claims = [  # all but trial 0, which is drawn at random to learn the define-by-run space
+        (t.system_attrs[GENERATION], t.system_attrs["pso:particle"])
+        for t in study.trials
+        if GENERATION in t.system_attrs
+    ]
+    assert len(claims) == len(set(claims)) == 40
 
 
 _NUMERICAL = [

@@ -30,7 +30,8 @@ How each kind of trial counts:
   −∞.
 - RUNNING or WAITING: the particle is busy. A heartbeat retry (RDBStorage) copies the tags, so
   the retry is the same particle; it is counted once.
-- Duplicates: two workers can claim the same particle in the same instant. Both run, and the
+- Duplicates: two processes can claim the same particle in the same instant (threads of one
+  process claim one at a time). Both run, and the
   lower trial number counts.
 - Untagged trials (enqueued by hand, made by another sampler, or run before a define-by-run
   space was known): ignored by the swarm.
@@ -50,6 +51,7 @@ import dataclasses
 import hashlib
 import logging
 import math
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +74,7 @@ GENERATION = "pso:generation"
 PARTICLE = "pso:particle"
 POSITION = "pso:position"
 _CLAIM_ATTEMPTS = 5
+_CLAIM_LOCK = threading.Lock()  # one claim at a time per process (see _claim_free_particle)
 
 #: System attribute of a trial that evaluated the swarm's best after it stopped (no particle).
 EXTRA = "pso:extra"
@@ -267,7 +270,7 @@ class PSOSampler(BaseSampler):
         for _attempt in range(_CLAIM_ATTEMPTS):
             if claimed is not None and self._holds(study, trial.number, claimed):
                 break
-            view = self._wait_for_free_particle(study, enc, trial.number, quiet)
+            view = self._claim_free_particle(study, enc, trial.number, tid, quiet)
             if view == "finished":  # the swarm has stopped: an extra evaluation of its best
                 study.stop()
                 compat.set_trial_system_attr(study, tid, EXTRA, True)
@@ -283,18 +286,7 @@ class PSOSampler(BaseSampler):
                 compat.set_trial_system_attr(study, tid, EXTRA, True)
                 return self._complete(study, trial, {}, search_space)
             quiet = True
-            # Workers that wake together at a generation barrier would all take the first
-            # free particle; starting from the trial number spreads them out.
-            particle = view.free[trial.number % len(view.free)]
-            claimed = (view.generation, particle)
-            # Storages write attributes one at a time and other workers may read in between:
-            # the generation, which marks the claim, goes last.
-            for key, value in (
-                (POSITION, [float(v) for v in view.swarm.x[particle]]),
-                (PARTICLE, particle),
-                (GENERATION, view.generation),
-            ):
-                compat.set_trial_system_attr(study, tid, key, value)
+            claimed = view
         # After the last attempt a claim stands even if it is a duplicate (counted once).
         assert claimed is not None
         generation, particle = claimed
@@ -320,24 +312,30 @@ class PSOSampler(BaseSampler):
             for name, dist in search_space.items()
         }
 
-    def _wait_for_free_particle(
-        self, study: optuna.Study, enc: Encoding, number: int, quiet: bool
-    ) -> _View | Literal["finished", "stuck"]:
-        """The swarm's view once a particle of the open generation is free; ``"finished"``
-        (or SwarmFinished, with ``raise_when_finished``) once a stopping rule is met;
-        ``"stuck"`` when every particle is held by open trials of this very thread, which
-        cannot finish while it waits. Raises :class:`SwarmWaitTimeout` after
-        ``wait_timeout`` seconds in which the trials holding the particles stayed the same."""
+    def _claim_free_particle(
+        self, study: optuna.Study, enc: Encoding, number: int, trial_id: int, quiet: bool
+    ) -> tuple[int, int] | Literal["finished", "stuck"]:
+        """Claim a free particle of the open generation for trial ``number`` (its generation
+        and index); ``"finished"`` (or SwarmFinished, with ``raise_when_finished``) once a
+        stopping rule is met; ``"stuck"`` when every particle is held by open trials of this
+        very thread, which cannot finish while it waits. Raises :class:`SwarmWaitTimeout`
+        after ``wait_timeout`` seconds in which the trials holding the particles stayed the
+        same.
+
+        Within one process, reading the swarm and writing the claim happen under one lock, so
+        threads sharing a sampler (``n_jobs``) never claim the same particle; across processes
+        a duplicate stays possible and counts once."""
         holders: set[int] = set()
         since = time.monotonic()
         while True:
-            view = self._view(study, enc)
-            if self._finished(view):
-                if self.raise_when_finished:
-                    raise SwarmFinished(f"the swarm stopped at generation {view.generation}")
-                return "finished"
-            if view.free:
-                return view
+            with _CLAIM_LOCK:
+                view = self._view(study, enc)
+                if self._finished(view):
+                    if self.raise_when_finished:
+                        raise SwarmFinished(f"the swarm stopped at generation {view.generation}")
+                    return "finished"
+                if view.free:
+                    return self._write_claim(study, trial_id, number, view)
             if this_thread_holds_all(view.busy):
                 return "stuck"
             now = {t.number for t in view.busy}
@@ -356,6 +354,24 @@ class PSOSampler(BaseSampler):
             # optuna fails stale heartbeat trials only when a trial starts; a waiting worker
             # must do it itself or it could wait for a dead worker forever.
             compat.fail_stale_trials(study)
+
+    @staticmethod
+    def _write_claim(
+        study: optuna.Study, trial_id: int, number: int, view: _View
+    ) -> tuple[int, int]:
+        """Tag the trial with a free particle of ``view``'s generation; (generation, particle)."""
+        # Workers that wake together at a generation barrier would all take the first free
+        # particle; starting from the trial number spreads them out.
+        particle = view.free[number % len(view.free)]
+        # Storages write attributes one at a time and other workers may read in between: the
+        # generation, which marks the claim, goes last.
+        for key, value in (
+            (POSITION, [float(v) for v in view.swarm.x[particle]]),
+            (PARTICLE, particle),
+            (GENERATION, view.generation),
+        ):
+            compat.set_trial_system_attr(study, trial_id, key, value)
+        return view.generation, particle
 
     def _timeout_message(self, number: int, view: _View) -> str:
         """What a trial that gave up waiting says: who holds the particles and what to do."""
