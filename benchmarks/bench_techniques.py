@@ -10,7 +10,9 @@ bounds them. For these, a third contestant draws, with ``torch.randn``/``torch.r
 as many values as the technique perturbs in one epoch (one per entry of every input of its
 sites, recorded with hooks in a training epoch), alternating with the other two; the second
 table gives the technique's overhead (on − off) over that draw time (target <= 1.10: at most
-10% of work beyond drawing the values).
+10% of work beyond drawing the values). They draw with dicelab's fused kernels where a C
+compiler is available (``dicelab.techniques._fused``); a fourth contestant trains them with
+torch's generator instead (the fallback), to show what the kernels save.
 
     python benchmarks/bench_techniques.py --dataset mnist5k --model vgg --limit 1024 --repeats 3
 """
@@ -18,9 +20,11 @@ table gives the technique's overhead (on − off) over that draw time (target <=
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -28,6 +32,7 @@ from torch import nn
 
 from dicelab import paper_space
 from dicelab.config import apply_overrides, from_dict
+from dicelab.techniques import _fused as fused
 from dicelab.techniques import list_techniques, mid_range
 from dicelab.techniques._sites import hidden_weight_layers
 from dicelab.train import Trainer
@@ -88,9 +93,25 @@ def recorded_draws(run: Trainer, names: list[str]) -> list[Draw]:
     return draws
 
 
-def compare(args: argparse.Namespace, techniques: dict[str, Any]) -> tuple[float, float, float]:
+@contextlib.contextmanager
+def torch_draws() -> Iterator[None]:
+    """Activation noise and DropConnect draw with torch's generator inside (the fallback of
+    the fused kernels)."""
+    os.environ["DICELAB_FUSED_DRAWS"] = "0"
+    fused.library.cache_clear()
+    try:
+        yield
+    finally:
+        del os.environ["DICELAB_FUSED_DRAWS"]
+        fused.library.cache_clear()
+
+
+def compare(
+    args: argparse.Namespace, techniques: dict[str, Any]
+) -> tuple[float, float, float, float]:
     """Median seconds per epoch: (all off, with ``techniques``, the draws of the draw-bound
-    ones among them alone; nan when there are none), contestants alternating."""
+    ones among them alone, with ``techniques`` drawing with torch instead of the fused
+    kernels; the last two nan when there are no draw-bound ones), contestants alternating."""
     off, on = trainer(args, {}), trainer(args, techniques)
     off.train_epoch()  # warm-up
     bound = [name for name in techniques if name in DRAW_BOUND]
@@ -104,15 +125,24 @@ def compare(args: argparse.Namespace, techniques: dict[str, Any]) -> tuple[float
         for fn, shape, dtype in draws:
             fn(shape, generator=generator, dtype=dtype)
 
-    contestants = [off.train_epoch, on.train_epoch] + ([replay] if with_draws else [])
+    on_torch = trainer(args, techniques)
+
+    def torch_route() -> None:
+        with torch_draws():
+            on_torch.train_epoch()
+
+    contestants = [off.train_epoch, on.train_epoch]
+    if with_draws:
+        torch_route()  # warm-up
+        contestants += [replay, torch_route]
     times: list[list[float]] = [[] for _ in contestants]
     for _ in range(args.repeats):
         for spent, contestant in zip(times, contestants, strict=True):
             start = time.perf_counter()
             contestant()
             spent.append(time.perf_counter() - start)
-    medians = [statistics.median(spent) for spent in times]
-    return medians[0], medians[1], medians[2] if with_draws else float("nan")
+    medians = [statistics.median(spent) for spent in times] + [float("nan")] * 2
+    return medians[0], medians[1], medians[2], medians[3]
 
 
 def main() -> None:
@@ -126,7 +156,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    rows: list[tuple[str, str, float, float, float]] = []
+    rows: list[tuple[str, str, float, float, float, float]] = []
     for cls in list_techniques():
         if args.only and cls.name not in args.only:
             continue
@@ -147,17 +177,23 @@ def main() -> None:
     )
     print("| technique | setting | off s/epoch | on s/epoch | ratio |")
     print("|---|---|---|---|---|")
-    for name, setting, off, on, _ in rows:
+    for name, setting, off, on, _, _ in rows:
         print(f"| {name} | {setting} | {off:.3f} | {on:.3f} | {on / off:.3f} |")
     print()
+    kernels = "fused kernels" if fused.in_use() else "torch (no C compiler: no fused kernels)"
+    print(f"draw-bound techniques draw with: {kernels}")
     print(
-        "| draw-bound technique | overhead (on − off) s/epoch | its draws alone s/epoch | ratio |"
+        "| draw-bound technique | overhead (on − off) s/epoch | its draws alone s/epoch | ratio "
+        "| overhead with torch's draws s/epoch | ratio |"
     )
-    print("|---|---|---|---|")
-    for name, _, off, on, draw in rows:
+    print("|---|---|---|---|---|---|")
+    for name, _, off, on, draw, slow in rows:
         if name in DRAW_BOUND:
-            print(f"| {name} | {on - off:.3f} | {draw:.3f} | {(on - off) / draw:.3f} |")
-    for name, _, off, on, draw in rows:
+            print(
+                f"| {name} | {on - off:.3f} | {draw:.3f} | {(on - off) / draw:.3f} "
+                f"| {slow - off:.3f} | {(slow - off) / draw:.3f} |"
+            )
+    for name, _, off, on, draw, _ in rows:
         if name == PAPER_ROW:
             print(
                 f"\n{PAPER_ROW}: {on / off:.2f}x the baseline epoch; the draws of activation "

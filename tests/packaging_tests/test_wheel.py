@@ -28,7 +28,8 @@ def run(*command: str | Path, cwd: Path, env: dict[str, str]) -> str:
 def test_wheel_installs_and_trains_in_a_fresh_venv(tmp_path: Path) -> None:
     """Build the wheel from a copy of the source, install it into a new venv (torch first, the
     pinned CPU build, so pip never resolves another torch), then ``dicelab --version``, a
-    one-epoch ``dicelab train`` on digits and a load of the shipped mnist5k sample."""
+    one-epoch ``dicelab train`` on digits, a load of the shipped mnist5k sample, and a build
+    of the fused random kernels from the shipped C source."""
     env = dict(os.environ)
     for key in ("PYTHONPATH", "VIRTUAL_ENV"):  # nothing of this checkout's environment
         env.pop(key, None)
@@ -88,3 +89,7 @@ def test_wheel_installs_and_trains_in_a_fresh_venv(tmp_path: Path) -> None:
     out = run(python, "-c", probe, tmp_path / "data", cwd=work, env=env)
     location, train, test = out.split()
     assert Path(location).is_relative_to(venv) and (train, test) == ("4000", "1000")
+    # The fused kernels' C source ships in the wheel and compiles from there.
+    kernels = dict(env, DICELAB_CACHE_DIR=str(tmp_path / "cache"))
+    probe = "from dicelab.techniques import _fused; print(_fused.in_use())"
+    assert run(python, "-c", probe, cwd=work, env=kernels) == "True\n"

@@ -56,6 +56,7 @@ from dicelab.optim.distributed import broadcast_buffers, init_process_group, wor
 from dicelab.optim.schedule import learning_rate, run_length
 from dicelab.rng import derive_seed, isolated_global_rng
 from dicelab.techniques import Injector
+from dicelab.techniques import _fused as fused
 from dicelab.tracking import Trackers, check_trackers, flat_params, open_trackers
 from dicelab.train.rundir import RunDirClaim, claim_run_dir, reporting_os_errors
 
@@ -114,12 +115,14 @@ class RunResult:
     torch_cuda: str | None = None
     torch_blas: str | None = None
     cpu_capability: str | None = None
+    fused_draws: bool | None = None
 
 
 def environment() -> dict[str, Any]:
     """What, besides the configuration and seed, changes a run's numbers on this machine:
     torch's intra-op thread count (how reductions are split), and the versions and builds
-    of the numeric stack (kernels, BLAS, the SIMD level torch dispatches to)."""
+    of the numeric stack (kernels, BLAS, the SIMD level torch dispatches to), and whether
+    activation noise and DropConnect draw with dicelab's fused kernels or with torch."""
     config = torch.__config__.show()
     blas = re.search(r"BLAS_INFO=([^,\s]+)", config)
     capability = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
@@ -130,6 +133,7 @@ def environment() -> dict[str, Any]:
         "torch_cuda": torch.version.cuda,
         "torch_blas": blas.group(1) if blas else None,
         "cpu_capability": capability() if capability is not None else None,
+        "fused_draws": fused.in_use(),
     }
 
 

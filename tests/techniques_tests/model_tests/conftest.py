@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 from torch import nn
 
 from dicelab.models import build_model
 from dicelab.rng import isolated_global_rng
+from dicelab.techniques import _fused as fused
 
 
 @pytest.fixture
@@ -66,3 +69,16 @@ def images() -> torch.Tensor:
 def vectors() -> torch.Tensor:
     """A fixed batch of inputs ``(16, 20)`` for :func:`user_mlp`."""
     return torch.randn(16, 20, generator=torch.Generator().manual_seed(8))
+
+
+@pytest.fixture(params=["fused", "torch"])
+def draws(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Both routes of activation noise and DropConnect: dicelab's fused kernels, and torch's
+    generator (the fallback where no C compiler is available)."""
+    if request.param == "torch":
+        monkeypatch.setenv("DICELAB_FUSED_DRAWS", "0")
+    fused.library.cache_clear()
+    if request.param == "fused" and not fused.in_use():
+        pytest.skip("no C compiler here: the fused kernels cannot be built")
+    yield request.param
+    fused.library.cache_clear()

@@ -38,7 +38,7 @@ def test_hooks_every_relu_module_and_nothing_else(vgg: nn.Module, user_mlp: nn.M
     assert len(bound(0.1).attach(user_mlp, Context())) == 1  # the Tanh is not a ReLU
 
 
-def test_noise_statistics_on_a_large_tensor() -> None:
+def test_noise_statistics_on_a_large_tensor(draws: str) -> None:
     std = 0.05
     relu = nn.ReLU()
     # Far above zero the ReLU is the identity: out − 10 is the noise itself.
@@ -53,7 +53,7 @@ def test_noise_statistics_on_a_large_tensor() -> None:
     assert abs(at_zero.mean().item() / (std / math.sqrt(2 * math.pi)) - 1.0) < 0.01
 
 
-def test_inplace_relu_leaves_the_callers_tensor_alone() -> None:
+def test_inplace_relu_leaves_the_callers_tensor_alone(draws: str) -> None:
     x = torch.randn(100, generator=torch.Generator().manual_seed(2))
     before = x.clone()
     out = hooked(bound(0.1), nn.ReLU(inplace=True), x)
@@ -61,7 +61,7 @@ def test_inplace_relu_leaves_the_callers_tensor_alone() -> None:
     assert bool((out >= 0).all())
 
 
-def test_keeps_dtype(user_cnn: nn.Module, images: torch.Tensor) -> None:
+def test_keeps_dtype(draws: str, user_cnn: nn.Module, images: torch.Tensor) -> None:
     model = user_cnn.to(torch.bfloat16)
     assert hooked(bound(0.1), model, images.to(torch.bfloat16)).dtype == torch.bfloat16
 

@@ -66,7 +66,7 @@ def test_output_layer_is_untouched() -> None:
 # -- what --------------------------------------------------------------------------------
 
 
-def test_input_mask_fraction_and_no_rescaling() -> None:
+def test_input_mask_fraction_and_no_rescaling(draws: str) -> None:
     p = 0.3
     model = big_pair()
     seen: list[torch.Tensor] = []

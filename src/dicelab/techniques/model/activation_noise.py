@@ -30,6 +30,7 @@ from dicelab.space import hp
 from dicelab.stages import Category, Context
 from dicelab.techniques._base import BaseTechnique, register_technique
 from dicelab.techniques._draw import fill_like
+from dicelab.techniques._fused import add_normal
 
 
 @register_technique
@@ -63,11 +64,14 @@ class ActivationNoise(BaseTechnique):
                 return None
             x = args[0]
             gen = self.rng(x.device)
-            # N(0, std²) drawn in x's memory layout, then x added in place into the draw's own
-            # buffer: one pass and no allocation beyond the draw, which is the cost (~3-5 ns a
-            # value on a CPU), see BENCHMARKS.md.
-            noise = fill_like(x, lambda t: t.normal_(0.0, self.std, generator=gen))
-            return (noise.add_(x), *args[1:])
+            # Drawn and added in one pass on every thread where the fused kernel takes x;
+            # else N(0, std²) drawn in x's memory layout, then x added in place into the
+            # draw's own buffer. BENCHMARKS.md has the costs.
+            noisy = add_normal(x, self.std, gen)
+            if noisy is None:
+                noise = fill_like(x, lambda t: t.normal_(0.0, self.std, generator=gen))
+                noisy = noise.add_(x)
+            return (noisy, *args[1:])
 
         relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
         return [relu.register_forward_pre_hook(hook) for relu in relus]

@@ -44,6 +44,7 @@ from dicelab.space import hp
 from dicelab.stages import Category, Context
 from dicelab.techniques._base import BaseTechnique, register_technique
 from dicelab.techniques._draw import fill_like
+from dicelab.techniques._fused import apply_keep
 from dicelab.techniques._sites import WeightLayer, hidden_weight_layers
 
 
@@ -85,8 +86,11 @@ class Dropconnect(BaseTechnique):
                 return None
             x = args[0]
             gen = self.rng(x.device)
-            keep = fill_like(x, lambda t: t.uniform_(generator=gen))  # in x's memory layout
-            return (x * keep.ge_(self.p), *args[1:])  # (U >= p) in the draw's own buffer
+            kept = apply_keep(x, self.p, gen)  # fused draw and mask, where it takes x
+            if kept is None:
+                keep = fill_like(x, lambda t: t.uniform_(generator=gen))  # in x's layout
+                kept = x * keep.ge_(self.p)  # (U >= p) in the draw's own buffer
+            return (kept, *args[1:])
 
         def mask_weight(
             module: WeightLayer, args: tuple[Any, ...], out: torch.Tensor
