@@ -19,14 +19,22 @@ def add_reproduce(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="local worker processes")
     parser.add_argument("--storage", help="paper1: database URL shared by the workers")
     parser.add_argument("--seed", type=int, default=0, help="paper1: the search's seed (0)")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the resolved protocol and its estimated cost; train nothing",
+    )
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
     import optuna
 
     from dicelab.cli import folder_argument
-    from dicelab.reproduce import reproduce
+    from dicelab.reproduce import dry_run, reproduce
 
+    if args.dry_run:
+        print(dry_run(args.paper, args.scale))
+        return 0
     folder_argument("--out", args.out)  # refuses an empty --out
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     path = reproduce(

@@ -1,0 +1,46 @@
+"""Settings shared by both papers' pipelines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+MNIST5K_NARROW = (
+    "data.name=mnist5k",
+    "model.name=vgg",
+    "model.width=8",
+    "train.recalibrate_bn=true",
+)
+CIFAR10 = ("data.name=cifar10", "data.download=true", "model.name=vgg")
+
+#: Training throughput measured by ``benchmarks/bench_gpu.py --record`` (one entry per
+#: recipe model, dataset and device), read by the dry-runs to estimate what a protocol costs.
+THROUGHPUT_FILE = Path(__file__).with_name("throughput.json")
+
+
+def measured_throughput() -> list[dict[str, Any]]:
+    """The recorded throughput entries (empty when none were recorded)."""
+    if not THROUGHPUT_FILE.is_file():
+        return []
+    return list(json.loads(THROUGHPUT_FILE.read_text())["entries"])
+
+
+def cost_lines(model: str, dataset: str, images: int) -> list[str]:
+    """What training on ``images`` images (summed over every run of a protocol) would take on
+    each device whose throughput for ``model`` on ``dataset`` was measured; a line saying
+    so when none was."""
+    lines = []
+    for entry in measured_throughput():
+        if entry["model"] == model and entry["dataset"] == dataset:
+            hours = images / entry["img_per_s"] / 3600
+            lines.append(
+                f"  {hours:,.1f} h on {entry['device']} at {entry['img_per_s']:,.0f} img/s "
+                f"(measured {entry['measured']}, batch {entry['batch_size']}, "
+                f"{entry['precision']})"
+            )
+    if not lines:
+        lines.append(
+            f"  not measured for {model} on {dataset}: run benchmarks/bench_gpu.py --record"
+        )
+    return lines
