@@ -9,18 +9,18 @@
  * LANES counters (b * LANES + l, 0, 0, 0), l < LANES, and turns the 4 * LANES words into 32
  * values (four words per lane; see fill_normal and fill_keep).
  *
- * Threads are plain pthreads started per call (no OpenMP runtime: it would be a second one
- * beside torch's, and OpenMP is not safe across fork()).
+ * Threads come from OpenMP. The library links libgomp.so.1 by that name, so in a process
+ * where torch (which ships and loads its own libgomp.so.1) is already imported it shares
+ * torch's OpenMP runtime and thread pool: no second pool of threads competes with torch's
+ * for the cores.
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
 #define LANES 8
 #define BLOCK (4 * LANES)
 #define MIN_PER_THREAD 32768 /* below this many elements a thread costs more than it saves */
-#define MAX_THREADS 64
 
 static const uint32_t PHILOX_M0 = 0xD2511F53u, PHILOX_M1 = 0xCD9E8D57u;
 static const uint32_t PHILOX_W0 = 0x9E3779B9u, PHILOX_W1 = 0xBB67AE85u;
@@ -199,34 +199,18 @@ static void run_blocks(const struct job *j) {
     }
 }
 
-static void *worker(void *arg) {
-    run_blocks((const struct job *)arg);
-    return NULL;
-}
-
-/* Split the blocks over up to `threads` threads (this one included) and run them. */
+/* Split the blocks over up to `threads` threads and run them. */
 static void run(struct job base, int threads) {
     int64_t blocks = (base.n + BLOCK - 1) / BLOCK;
     int64_t useful = base.n / MIN_PER_THREAD;
-    if (threads > MAX_THREADS) threads = MAX_THREADS;
     if (threads > useful) threads = (int)useful;
     if (threads < 1) threads = 1;
-    struct job jobs[MAX_THREADS];
-    pthread_t ids[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
+#pragma omp parallel for num_threads(threads) schedule(static)
     for (int t = 0; t < threads; t++) {
-        jobs[t] = base;
-        jobs[t].first = blocks * t / threads;
-        jobs[t].last = blocks * (t + 1) / threads;
-    }
-    for (int t = 1; t < threads; t++)
-        started[t] = pthread_create(&ids[t], NULL, worker, &jobs[t]) == 0;
-    run_blocks(&jobs[0]);
-    for (int t = 1; t < threads; t++) {
-        if (started[t])
-            pthread_join(ids[t], NULL);
-        else
-            run_blocks(&jobs[t]); /* no thread could be started: do its share here */
+        struct job j = base;
+        j.first = blocks * t / threads;
+        j.last = blocks * (t + 1) / threads;
+        run_blocks(&j);
     }
 }
 

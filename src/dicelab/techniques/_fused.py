@@ -47,7 +47,7 @@ _FLAGS = (
     "-march=native",
     "-ffast-math",
     "-ffp-contract=off",  # x + std * z rounded twice, as torch computes it
-    "-fopenmp-simd",
+    "-fopenmp",
     "-shared",
     "-fPIC",
 )
@@ -81,7 +81,7 @@ def _compile(compiler: str, target: Path) -> None:
     os.close(fd)
     try:
         subprocess.run(
-            [compiler, *_FLAGS, str(_SOURCE), "-o", tmp, "-lm", "-lpthread"],
+            [compiler, *_FLAGS, str(_SOURCE), "-o", tmp, "-lm"],
             check=True,
             capture_output=True,
             text=True,
