@@ -23,6 +23,12 @@ The output layer is the last ``nn.Linear`` in registration order (the last convo
 there is none), as the authors wrap every Conv2D/Dense but the softmax layer. Stage: MODEL;
 training only: identity when the layer is in ``eval()`` mode or the injector is paused.
 
+How ``mode="input"`` draws: on the CPU, for float32 and bfloat16 inputs, with dicelab's fused
+kernel (:mod:`dicelab.techniques._fused`: Philox4x32-10 keyed from this technique's stream;
+the mask is drawn and applied in one pass and kept as one bit per entry for the backward
+pass); elsewhere, or without a C compiler, with torch's generator. Both keep an entry with
+probability ``1 − p``; ``fused_draws`` in a run's metadata says which route a run took.
+
 References:
     Wan et al., "Regularization of neural networks using DropConnect", ICML 2013.
     Altarabichi et al., "Rolling the dice for better deep learning performance",
