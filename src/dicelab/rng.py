@@ -6,6 +6,12 @@ BLAKE2b, not Python's ``hash`` (salted per process), so a seed means the same th
 machine and in every worker. Library code never draws from or reseeds the caller's global RNG:
 code that can only use the global generator (a user's model constructor, say) runs inside
 :func:`isolated_global_rng`, which forks the global state and restores it afterwards.
+
+Under torchrun every process holds the same named streams, and a stream is either *replicated*
+(the same draws on every rank) or *per rank* (rank ``r > 0`` draws from the stream named
+``name/rank{r}``; rank 0 keeps the plain name, so a one-process run draws exactly what it drew
+before ranks existed). :class:`RandomStreams` hands out the rank's own stream, except inside
+:meth:`RandomStreams.replicated`, where every rank gets the shared one.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ class RandomStreams:
 
     Args:
         seed: the run seed; every stream is derived from it and its name.
+        rank: this process's rank in a torchrun job (0 alone); outside :meth:`replicated`,
+            rank ``r > 0`` draws stream ``name`` from its own stream ``name/rank{r}``.
 
     Example:
         >>> streams = RandomStreams(0)
@@ -44,14 +52,38 @@ class RandomStreams:
         >>> b = torch.rand(2, generator=RandomStreams(0).generator("data_order"))
         >>> torch.equal(a, b)
         True
+        >>> other_rank = RandomStreams(0, rank=1)
+        >>> torch.equal(a, torch.rand(2, generator=other_rank.generator("data_order")))
+        False
+        >>> with other_rank.replicated():
+        ...     torch.equal(a, torch.rand(2, generator=other_rank.generator("data_order")))
+        True
     """
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, *, rank: int = 0) -> None:
+        if rank < 0:
+            raise ValueError(f"rank must be at least 0, got {rank}")
         self.seed = seed
+        self.rank = rank
+        self._replicated = False
         self._generators: dict[str, torch.Generator] = {}
 
+    @contextmanager
+    def replicated(self) -> Iterator[None]:
+        """Inside the block every rank draws from the shared (rank-0) streams: for draws
+        that must agree across ranks, such as those defining the model or the data order."""
+        outer = self._replicated
+        self._replicated = True
+        try:
+            yield
+        finally:
+            self._replicated = outer
+
     def generator(self, name: str, device: torch.device | str = "cpu") -> torch.Generator:
-        """The generator of stream ``name`` on ``device`` (one per name and device)."""
+        """The generator of stream ``name`` on ``device`` (one per name and device): this
+        rank's own, or the shared one inside :meth:`replicated` (the same on rank 0)."""
+        if self.rank > 0 and not self._replicated:
+            name = f"{name}/rank{self.rank}"
         device = torch.device(device)
         key = f"{name}@{device}"
         gen = self._generators.get(key)
@@ -67,9 +99,10 @@ class RandomStreams:
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Restore generators saved by :meth:`state_dict` (creating them as needed)."""
-        for key, value in state.items():
-            name, device = key.rsplit("@", 1)
-            self.generator(name, device).set_state(value)
+        with self.replicated():  # keys already name their rank's stream
+            for key, value in state.items():
+                name, device = key.rsplit("@", 1)
+                self.generator(name, device).set_state(value)
 
 
 @contextmanager

@@ -23,6 +23,28 @@ Every random draw comes from :meth:`BaseTechnique.rng`, the technique's own gene
 switching one technique on or off never changes another's draws, and the global RNG is never
 touched. A technique at its default (``is_noop``) is never called at all: off is exactly off.
 
+Under torchrun (one process per rank, each on its own batches) *when* a technique draws decides
+whether the ranks share the draw, so a parallel run is the same experiment as one process
+taking the ranks' batches in turn:
+
+* **replicated** (the same on every rank): draws in ``setup`` and ``attach`` (weight init,
+  frozen-weight and drnn masks, the label-noise table: they define the model or the dataset,
+  and replicas that drew them differently would train different networks), at the epoch start
+  (``data_order``: every rank slices the same global order; the schedules draw nothing), and
+  in ``on_grads`` / ``on_weights`` (gradient dropout and noise, weight noise: they act on the
+  gradient every rank holds after the all-reduce and on the replicated weights, which must stay
+  identical);
+* **per rank** (each rank its own stream): draws made on the rank's own batch, in ``on_batch``,
+  in the forward hooks ``attach`` registered and in ``on_loss`` (augmentation, input and label
+  noise per example, dropout, DropConnect, activation noise, loss noise): one process would draw
+  them anew for every batch, so ranks drawing the same values for different examples would not
+  be that experiment.
+
+The :class:`~dicelab.techniques.Injector` calls the replicated hooks inside
+:meth:`RandomStreams.replicated <dicelab.rng.RandomStreams.replicated>`; rank 0 draws from the
+same streams either way, so a one-process run is unchanged. A new technique follows the rule by
+drawing in the hook that matches what the draw means.
+
 Every hook is an identity in evaluation (``ctx.training`` false, or the module in ``eval()``
 mode), except in a technique declared ``in_evaluation``: a fixed input transform such as
 ``normalize``, which the model needs on every input because its weights were trained on the
@@ -101,7 +123,8 @@ class BaseTechnique:
         self._streams = streams
 
     def rng(self, device: torch.device | str = "cpu") -> torch.Generator:
-        """This technique's generator on ``device`` (seeded from the run seed and its name)."""
+        """This technique's generator on ``device`` (seeded from the run seed and its name);
+        under torchrun the rank's own or the shared one, by hook (see the module docs)."""
         if self._streams is None:
             self._streams = RandomStreams(0)
         return self._streams.generator(f"technique/{self.name}", device)

@@ -21,6 +21,11 @@ so an injector of techniques that are all off costs nothing and changes nothing.
 the model in ``eval()`` mode (or inside :meth:`Injector.paused`): every technique is then an
 identity, except a fixed input transform (``normalize``), which the model's forward pre-hook
 applies to the evaluation inputs as the DATA stage applied it to the training batches.
+
+Under torchrun, give each process its ``rank``: the draws on the rank's own batch (DATA, the
+forward hooks, LOSS) then come from the rank's own streams, and those at setup, at the epoch
+start and before the step (GRAD, WEIGHT) from streams shared by every rank (the rule and why:
+:mod:`dicelab.techniques._base`). Rank 0 draws what one process draws.
 """
 
 from __future__ import annotations
@@ -47,14 +52,18 @@ class Injector:
     Args:
         techniques: technique instances; those at their default (off) are skipped.
         seed: the run seed; each technique draws from its own stream derived from it.
+        rank: this process's rank under torchrun (0 alone): the per-example draws of rank
+            ``r > 0`` come from streams of their own (see the module docs).
     """
 
-    def __init__(self, techniques: Iterable[BaseTechnique] = (), *, seed: int = 0) -> None:
+    def __init__(
+        self, techniques: Iterable[BaseTechnique] = (), *, seed: int = 0, rank: int = 0
+    ) -> None:
         self.techniques = list(techniques)
         names = [t.name for t in self.techniques]
         if len(set(names)) != len(names):
             raise ValueError(f"each technique may appear once, got {names}")
-        self.streams = RandomStreams(seed)
+        self.streams = RandomStreams(seed, rank=rank)
         for technique in self.techniques:
             technique.bind(self.streams)
         self.active = [t for t in self.techniques if not t.is_noop]
@@ -74,9 +83,10 @@ class Injector:
         self._base_lrs: list[float] | None = None
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], *, seed: int = 0) -> Injector:
+    def from_config(cls, config: Mapping[str, Any], *, seed: int = 0, rank: int = 0) -> Injector:
         """From ``{name: {hyperparameter: value}}`` (or ``{name: strength}``) mappings."""
-        return cls([create_technique(name, params) for name, params in config.items()], seed=seed)
+        techniques = [create_technique(name, params) for name, params in config.items()]
+        return cls(techniques, seed=seed, rank=rank)
 
     # -- once -----------------------------------------------------------------------------
 
@@ -106,10 +116,11 @@ class Injector:
         self.ctx.num_classes = num_classes
         self.ctx.train_size = train_size
         self.ctx.epochs = epochs
-        for technique in self._by_hook["setup"]:
-            technique.setup(model, self.ctx)
-        for technique in self._by_hook["attach"]:
-            self._handles.extend((technique, h) for h in technique.attach(model, self.ctx))
+        with self.streams.replicated():  # masks and tables that define the model or the data
+            for technique in self._by_hook["setup"]:
+                technique.setup(model, self.ctx)
+            for technique in self._by_hook["attach"]:
+                self._handles.extend((technique, h) for h in technique.attach(model, self.ctx))
 
     def detach(self, *, randomness_only: bool = False) -> None:
         """Remove the forward hooks this injector attached: all of them, or with
@@ -129,16 +140,18 @@ class Injector:
         """The learning rate the schedules give epoch ``epoch`` for a base rate ``base_lr``."""
         ctx = replace(self.ctx, epoch=epoch)
         lr = base_lr
-        for technique in self._by_hook["learning_rate"]:
-            lr = technique.learning_rate(lr, base_lr, ctx)
+        with self.streams.replicated():
+            for technique in self._by_hook["learning_rate"]:
+                lr = technique.learning_rate(lr, base_lr, ctx)
         return lr
 
     def batch_size(self, base_size: int, epoch: int) -> int:
         """The batch size the schedules give epoch ``epoch`` for a base size ``base_size``."""
         ctx = replace(self.ctx, epoch=epoch)
         size = base_size
-        for technique in self._by_hook["batch_size"]:
-            size = technique.batch_size(size, base_size, ctx)
+        with self.streams.replicated():
+            for technique in self._by_hook["batch_size"]:
+                size = technique.batch_size(size, base_size, ctx)
         return size
 
     def start_epoch(
@@ -160,10 +173,12 @@ class Injector:
         return self.batch_size(base_batch_size, epoch)
 
     def data_order(self, size: int) -> torch.Tensor | None:
-        """This epoch's example order (a permutation), or ``None`` for the stored order."""
+        """This epoch's example order (a permutation), or ``None`` for the stored order; the
+        same on every rank (each takes its share of one global order)."""
         order = None
-        for technique in self._by_hook["data_order"]:
-            order = technique.data_order(size, self.ctx)
+        with self.streams.replicated():
+            for technique in self._by_hook["data_order"]:
+                order = technique.data_order(size, self.ctx)
         return order
 
     # -- every step -----------------------------------------------------------------------
@@ -188,11 +203,13 @@ class Injector:
         return per_example
 
     def before_step(self, params: Iterable[nn.Parameter]) -> None:
-        """GRAD hooks then WEIGHT hooks; call after ``backward()``, before ``step()``."""
+        """GRAD hooks then WEIGHT hooks; call after ``backward()``, before ``step()``. Their
+        draws are the same on every rank: under torchrun, call it once the gradients are
+        all-reduced, so that every replica takes the same step."""
         if not self.ctx.training or not (self._by_hook["on_grads"] or self._by_hook["on_weights"]):
             return
         trainable: Sequence[nn.Parameter] = [p for p in params if p.requires_grad]
-        with torch.no_grad():
+        with torch.no_grad(), self.streams.replicated():
             for technique in self._by_hook["on_grads"]:
                 technique.on_grads(trainable, self.ctx)
             for technique in self._by_hook["on_weights"]:

@@ -257,7 +257,10 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type) if speed.precision == "fp16" else None
         if speed.compile:
             self.model.compile()  # in place: parameter names and state_dict keys stay the same
-        self.injector = Injector.from_config(config.techniques, seed=config.seed)
+        # Under torchrun each rank draws its own per-example randomness (dropout masks,
+        # augmentation, ...) and shares the draws that define the model, the data order and
+        # the step (see dicelab.techniques._base).
+        self.injector = Injector.from_config(config.techniques, seed=config.seed, rank=self.rank)
         self.injector.setup(
             self.model,
             num_classes=self.data.num_classes,
@@ -518,7 +521,16 @@ class Trainer:
     # -- checkpoints ----------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue this run exactly: weights, optimizer, RNG states."""
+        """Everything needed to continue this run exactly: weights, optimizer, RNG states.
+
+        Under torchrun every rank must call it (it gathers each rank's technique streams, kept
+        under ``techniques["rank_streams"]``, indexed by rank); the rest is rank 0's, which
+        every rank shares."""
+        techniques = self.injector.state_dict()
+        if self.world_size > 1:
+            rank_streams: list[Any] = [None] * self.world_size
+            dist.all_gather_object(rank_streams, techniques["streams"])
+            techniques["rank_streams"] = rank_streams
         return {
             "epoch": self.epoch,
             "updates": self.updates,
@@ -528,7 +540,7 @@ class Trainer:
             "config_hash": self.config_hash,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "techniques": self.injector.state_dict(),
+            "techniques": techniques,
             "grad_scaler": None if self.scaler is None else self.scaler.state_dict(),
             "global_rng": torch.get_rng_state(),
             "global_rng_cuda": (
@@ -542,7 +554,7 @@ class Trainer:
             self._require_same_config(state["config_hash"], "the checkpoint")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.injector.load_state_dict(state["techniques"])
+        self.injector.load_state_dict(self._rank_technique_state(state["techniques"]))
         if self.scaler is not None:
             self.scaler.load_state_dict(state["grad_scaler"])
         self.epoch = state["epoch"]
@@ -553,6 +565,24 @@ class Trainer:
         self._global_rng = state["global_rng"]
         self._global_rng_cuda = state.get("global_rng_cuda")
         self._recalibrated_at = None
+
+    def _rank_technique_state(self, techniques: dict[str, Any]) -> dict[str, Any]:
+        """The injector state of this rank: under torchrun, with its own streams.
+
+        Raises:
+            RunError: the checkpoint was written by another number of processes.
+        """
+        saved = techniques.get("rank_streams")
+        ranks = 1 if saved is None else len(saved)
+        if ranks != self.world_size:
+            raise RunError(
+                f"the checkpoint was written by {ranks} process(es) and this run has "
+                f"{self.world_size}: resume with the same number of processes "
+                "(torchrun --nproc-per-node), or start a new run folder with --out"
+            )
+        if saved is None:
+            return techniques
+        return {**techniques, "streams": saved[self.rank]}
 
     def _continues(self, saved_hash: str, epochs_done: int) -> bool:
         """Whether a checkpoint of ``saved_hash`` after ``epochs_done`` epochs continues into
@@ -771,11 +801,12 @@ class Trainer:
                     "time_s": self.elapsed,
                 }
                 self.history.append(row)
-                if self._writes:
-                    assert self.run_dir is not None
-                    with reporting_os_errors(self.run_dir / CHECKPOINT):
-                        _atomic.torch_save(self.run_dir / CHECKPOINT, self.state_dict())
-                    self._write_metrics()
+                if self.run_dir is not None:
+                    state = self.state_dict()  # under torchrun every rank's: it gathers
+                    if self._writes:
+                        with reporting_os_errors(self.run_dir / CHECKPOINT):
+                            _atomic.torch_save(self.run_dir / CHECKPOINT, state)
+                        self._write_metrics()
                 if self._trackers:  # after the run's own files: they are the record
                     metrics = {k: v for k, v in row.items() if k != "epoch"}
                     self._trackers.log_metrics(metrics, self.epoch)
