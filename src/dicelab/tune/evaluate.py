@@ -2,8 +2,11 @@
 
 This is the papers' final protocol. Both configurations are retrained on the full training
 set (``data.split=final``) for the final number of epochs, ``repeats`` times with seeds
-``seed, seed + 1, ...``, and scored on the test set. The headline measure is the relative
-test-error reduction ``1 − err_best / err_baseline``, computed from the mean errors.
+``seed, seed + 1, ...``, and scored on the test set. When the final number of epochs differs
+from the search's, the lr- and batch-schedule genes are rescaled so their period stays the
+same number of epochs (:func:`rescale_schedule`, as the authors' ``VGG MNIST.ipynb``). The
+headline measure is the relative test-error reduction ``1 − err_best / err_baseline``,
+computed from the mean errors.
 
 Every run has its own folder under ``<out>/evaluate/``. A finished run is read back, not
 retrained, and an interrupted one resumes from its checkpoint, so the command can be repeated
@@ -12,8 +15,8 @@ after a crash or with more repeats.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
-import os
 import statistics
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -30,7 +33,7 @@ from dicelab.exceptions import ConfigError, RunError
 from dicelab.train import Trainer
 from dicelab.train.trainer import finished_result
 from dicelab.tune.objective import configure
-from dicelab.tune.search import SearchOptions, open_study
+from dicelab.tune.search import SearchOptions, open_study, usable_cpus
 
 EVALUATION = "evaluation.json"
 REPORT = "evaluation.md"
@@ -65,12 +68,41 @@ def _run(job: tuple[dict[str, Any], str, int]) -> tuple[float, bool]:
     return result.test_acc, read_back
 
 
+#: The techniques whose gene sets a period as a share of the planned epochs,
+#: ``P = int((1 − |s|) · E) + 1`` (:mod:`dicelab.techniques.optimization.lr_schedule`).
+SCHEDULE_TECHNIQUES = ("lr_schedule", "batch_schedule")
+
+
+def rescale_schedule(s: float, searched: int, final: int) -> float:
+    """The schedule gene that keeps the period *in epochs* when a configuration searched for
+    ``searched`` epochs is retrained for ``final``, as the authors rescale it for their longer
+    final runs (``VGG MNIST.ipynb``): s' = sign(s)·(1 − r·(1 − |s|)) with r = searched/final,
+    so that (1 − |s'|)·final = (1 − |s|)·searched. Clipped to [−1, 1] in magnitude (a
+    shorter retraining than the search can hold a period longer than the run: no change).
+
+    >>> rescale_schedule(-0.5, 20, 100)  # every 11 epochs, in 20 as in 100
+    -0.9
+    >>> rescale_schedule(0.0, 20, 100)  # constant stays constant
+    0.0
+    """
+    if s == 0:
+        return 0.0
+    magnitude = min(max(1 - searched / final * (1 - abs(s)), 0.0), 1.0)
+    return math.copysign(magnitude, s)
+
+
 def _final(config: RunConfig, epochs: int | None, seed: int) -> dict[str, Any]:
+    """One retraining run's configuration: the full training set, seed ``seed``, ``epochs``
+    epochs, the schedule genes rescaled to keep their period in epochs."""
     data = to_dict(config)
     data["data"]["split"] = "final"
     data["seed"] = seed
-    if epochs is not None:
+    if epochs is not None and epochs != config.train.epochs:
         data["train"]["epochs"] = epochs
+        for name in SCHEDULE_TECHNIQUES:
+            technique = data["techniques"].get(name)
+            if technique and technique.get("s"):
+                technique["s"] = rescale_schedule(technique["s"], config.train.epochs, epochs)
     return data
 
 
@@ -101,7 +133,7 @@ def retrain(
     """
     check_protocol(epochs, repeats, workers)
     jobs = []
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, usable_cpus() // workers)
     for name, config in configs.items():
         for r in range(repeats):
             seed = config.seed + r

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -89,6 +90,10 @@ class SearchOptions:
     cut_threshold: float = 0.12
     screen: int = 0
     screen_epochs: int = 1
+    # Genes held at their baseline in the screening population besides the optional genes
+    # the sparse start resets (the authors' screening also resets lr_schedule and
+    # batch_schedule; see :data:`AUTHORS_SCREEN_RESET`).
+    screen_reset: list[str] = field(default_factory=list)
     baseline_start: bool = False  # PSO: the first particle starts at the no-randomness baseline
     workers: int = 1
     threads: int | None = None
@@ -108,6 +113,8 @@ class SearchOptions:
         }
         if self.baseline_start:  # only when set, so studies made before it still match
             definition["baseline_start"] = True
+        if self.screen and self.screen_reset:  # likewise
+            definition["screen_reset"] = sorted(self.screen_reset)
         return definition
 
     def base(self) -> RunConfig:
@@ -126,6 +133,23 @@ def _data_facts(name: str, root: str) -> tuple[bool, int]:
     summary written."""
     data = load_data(name, root=root, download=False)
     return len(data.input_shape) == 3, data.num_classes
+
+
+#: Genes the authors' multi-fidelity screening ("pso-saga" cell of
+#: ``.ipynb_checkpoints/VGG Fashion-Copy1-checkpoint.ipynb``) keeps random besides the four
+#: sparse optional genes: shuffle, weight init, optimizer, lr and batch, indices
+#: ``[0, 8, 14, 15, 17]``. The plain PSO cell keeps 16 and 18 (the schedule genes) random
+#: too, as dicelab's sparse start does; the screening holds them at their baseline (constant).
+AUTHORS_SCREEN_RESET = ("lr_schedule", "batch_schedule")
+
+
+def usable_cpus() -> int:
+    """How many CPUs this process may run on: its affinity set where the platform has one
+    (``taskset -c 0 ...`` gives 1), else ``os.cpu_count()``. Each worker's torch threads are
+    this divided among the workers."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def validate(options: SearchOptions) -> None:
@@ -159,6 +183,12 @@ def validate(options: SearchOptions) -> None:
         raise ConfigError("--sparse", options.sparse, "must be >= 0")
     if options.screen < 0:
         raise ConfigError("--screen", options.screen, "must be >= 0")
+    genes = options.genes or [g.param for g in paper_space.GENES]
+    for name in options.screen_reset:
+        if name not in genes:
+            raise ConfigError(
+                "screen_reset", name, f"must name searched genes: {', '.join(genes)}"
+            )
     check_trackers(base.log)  # a missing tracker package stops here, before any trial
 
 
@@ -411,6 +441,28 @@ def _optimize(
     study.optimize(_guarded(objective, stop), callbacks=callbacks)
 
 
+def _screen_population(options: SearchOptions, space: SearchSpace) -> list[dict[str, float]]:
+    """The screening particles' starting positions when ``screen_reset`` holds genes at
+    their baseline: the sparse start (every gene uniform in its bounds, then all but
+    ``sparse`` of the optional genes at their baseline; ``sparse`` = 0 keeps them all) with
+    the ``screen_reset`` genes at their baseline as well. Drawn from ``seed`` alone, so every
+    worker builds the same population; it replaces the sampler's own start."""
+    rng = np.random.default_rng([options.seed, 1])
+    baseline = space.baseline_params()
+    sparse = space.sparse_init(options.sparse)
+    population = []
+    for _ in range(options.screen):
+        params = {n: float(rng.uniform(d.low, d.high)) for n, d in space.distributions().items()}
+        if options.sparse:
+            kept = rng.choice(len(sparse.optional), min(sparse.k, len(sparse.optional)), False)
+            for j, name in enumerate(sparse.optional):
+                if j not in kept:
+                    params[name] = baseline[name]
+        params.update({name: baseline[name] for name in options.screen_reset})
+        population.append(params)
+    return population
+
+
 def screened_starts(options: SearchOptions, study: optuna.Study) -> list[dict[str, float]]:
     """The best ``particles`` screened positions, best first (ties: lower trial number)."""
     done = [t for t in study.get_trials(states=(TrialState.COMPLETE,))]
@@ -422,7 +474,7 @@ def work(options: SearchOptions, worker: int = 0) -> None:
     """One worker: screen (if asked), then search until a stopping rule is met."""
     import torch
 
-    threads = options.threads or max(1, (os.cpu_count() or 1) // options.workers)
+    threads = options.threads or max(1, usable_cpus() // options.workers)
     torch.set_num_threads(threads)
     # Optuna's own warnings about failed trials carry tracebacks (of errors dicelab reports
     # in one line itself) and repeat every parameter; the objective says what went wrong.
@@ -433,7 +485,8 @@ def work(options: SearchOptions, worker: int = 0) -> None:
     if options.screen:
         screen = open_study(options, f"{options.study}-screen")
         screen_options = SearchOptions(**{**asdict(options), "particles": options.screen})
-        screen_sampler = _sampler(screen_options, space, worker, [])
+        starts = _screen_population(options, space) if options.screen_reset else []
+        screen_sampler = _sampler(screen_options, space, worker, starts)
         assert isinstance(screen_sampler, PSOSampler)
         screen_sampler.max_generations, screen_sampler.patience = 1, None
         data = to_dict(base)
@@ -649,5 +702,6 @@ def options_from_study(out: str, storage: str | None, study: str) -> SearchOptio
         screen=screen[0],
         screen_epochs=screen[1],
         baseline_start=bool(stored.get("baseline_start", False)),
+        screen_reset=list(stored.get("screen_reset", [])),
         config={**stored["config"], "log": list(attrs.get(TRACKERS_ATTR, []))},
     )
