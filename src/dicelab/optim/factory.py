@@ -37,6 +37,34 @@ def resolve_perturbation(config: OptimizerConfig) -> None:
             setattr(config, name, default)
 
 
+#: Perturbations whose noise adapts to the history of squared gradients F ← β·F + g², and so
+#: to the scale of the loss.
+ADAPTIVE = ("arwp", "marwp")
+
+
+def check_reduction(perturbation: str, reduction: str) -> None:
+    """Refuse an adaptive perturbation (ARWP, m-ARWP) on a summed loss.
+
+    The noise is divided by ``sqrt(1 + η·F)`` with ``F`` a sum of squared gradients. The
+    authors train on the batch-mean cross-entropy (nblt/mARWP ``train_rwp_cos.py`` L239,
+    ``train_marwp.py`` L210), for which their η = 0.1 is tuned; the gradient of a summed loss
+    is B times larger, so ``F`` grows by about B² (65,536 at batch 256) and the noise all but
+    vanishes: the method silently becomes plain SGD.
+
+    Raises:
+        ConfigError: naming ``train.reduction`` when ``perturbation`` is adaptive and
+            ``reduction`` is not ``mean``.
+    """
+    if perturbation in ADAPTIVE and reduction != "mean":
+        raise ConfigError(
+            "train.reduction",
+            reduction,
+            f"must be mean with optimizer.perturbation={perturbation}: its adaptive noise "
+            "divides by sqrt(1 + eta*F), F the squared gradients, which a summed loss inflates "
+            "by about batch_size^2, switching the adaptive noise off",
+        )
+
+
 def base_optimizer(config: OptimizerConfig) -> tuple[type[torch.optim.Optimizer], dict[str, Any]]:
     """The ``torch.optim`` class and keyword arguments of the configured base optimizer.
 
