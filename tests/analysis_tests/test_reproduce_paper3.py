@@ -84,6 +84,7 @@ def test_the_full_recipe_is_the_authors_scripts(bench: str) -> None:
         assert (got["optimizer.lr"], got["optimizer.weight_decay"]) == (0.1, 0.001)
         assert (got["train.batch_size"], got["train.reduction"]) == (256, "mean")
         assert (got["schedule.name"], got["schedule.min_lr"]) == ("cosine", 0.0)
+        assert got["techniques.shuffle.enabled"] is True
         assert got["techniques.flip.mode"] == "horizontal"
         assert got["techniques.random_crop.padding"] == 4
         assert got["techniques.normalize.preset"] == "cifar10"  # on CIFAR-100 too

@@ -1,12 +1,14 @@
 """Paper 3 (arXiv 2404.00357): SGD, SAM, RWP, m-RWP, ARWP and m-ARWP with repeats, then the
 Hessian and a 1-D loss landscape of each method's seed-0 model.
 
-The ``full`` recipe is the authors' scripts (``nblt/mARWP``, commit f12df73; ``scripts/`` at
-d739394). Every value, with its file and line, is listed in docs/fidelity-paper3.md:
+The ``full`` recipe is the authors' scripts (``nblt/mARWP``: ``train_rwp_cos.py``,
+``train_marwp.py``, ``utils.py`` and ``run_mrwp.sh`` at commit f12df73, ``scripts/run_rwp.sh``
+at d739394). Every value, with its file and line, is listed in docs/fidelity-paper3.md:
 
-- SGD with momentum 0.9 (``train_rwp_cos.py`` L59), lr 0.1, weight decay 1e-3, batch 256,
-  200 epochs (``scripts/run_rwp.sh`` L8-11, ``run_mrwp.sh`` L8-11), the mean cross-entropy
-  (``nn.CrossEntropyLoss()``, ``train_rwp_cos.py`` L239);
+- SGD with momentum 0.9 (``train_rwp_cos.py`` L59, L245-247; ``train_marwp.py`` L216), lr
+  0.1, weight decay 1e-3, batch 256, 200 epochs (``scripts/run_rwp.sh`` L9-12, ``run_mrwp.sh``
+  L9-12), the batch-mean cross-entropy (``nn.CrossEntropyLoss()``, ``train_rwp_cos.py`` L239,
+  ``train_marwp.py`` L210);
 - the lr annealed by a cosine to 0 after every update (``train_rwp_cos.py`` L161-177, L257,
   L366) for SGD, SAM, RWP and ARWP; the mixed methods double the epochs
   (``train_marwp.py`` L219) and step ``CosineAnnealingLR(T_max=2·epochs)`` once per epoch
@@ -15,13 +17,14 @@ d739394). Every value, with its file and line, is listed in docs/fidelity-paper3
   statistics on both datasets, Cutout 16 with p = 0.5 (``utils.py`` L57-73, L265-303,
   ``--cutout`` in both scripts);
 - RWP and ARWP: σ CosineInc from σ₀ = 0.001 with inc = 10, ARWP η = 0.1, β = 0.99
-  (``scripts/run_rwp.sh`` L13-16, L20-23; ``train_rwp_cos.py`` L271, L365); m-RWP and m-ARWP:
-  a constant σ = 0.015, λ = 0.5, η = 0.1, β = 0.99 (``run_mrwp.sh`` L12-15, no ``--incstd``);
+  (``scripts/run_rwp.sh`` L14, L16, L21, L23; ``train_rwp_cos.py`` L271, L365); m-RWP and
+  m-ARWP: a constant σ = 0.015, λ = 0.5, η = 0.1, β = 0.99 (``run_mrwp.sh`` L13-16, no
+  ``--incstd``);
 - SAM: ρ = 0.05. The authors' SAM runs are not in the released code (their ρ came from a grid
   search that is not published); 0.05 is SAM's reference value (davda54/sam).
 
-The ``full`` scale trains ResNet-18 and WideResNet-16-8 on CIFAR-10 and CIFAR-100 (the models
-the scripts name; ``scripts/run_rwp.sh`` L7, ``run_mrwp.sh`` L7): four benchmarks. The ``cpu``
+The ``full`` scale trains ResNet-18 and WideResNet-16-8 on CIFAR-10 and CIFAR-100 (models the
+scripts list; ``scripts/run_rwp.sh`` L7, ``run_mrwp.sh`` L7): four benchmarks. The ``cpu``
 scale is the same optimizer recipe on mnist1d with the 1-D CNN and the MLP, a task with
 headroom (the SGD baseline ends far below 100 %), so a difference between methods can show.
 """
@@ -63,8 +66,10 @@ AUTHORS_METHODS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 #: The authors' optimizer and loss: SGD momentum 0.9, lr 0.1 annealed by a cosine to 0, weight
-#: decay 1e-3, the batch-mean loss.
+#: decay 1e-3, the batch-mean loss; a new order of the training set every epoch (their
+#: ``DataLoader(..., shuffle=True)``, ``utils.py`` L279, L302).
 _AUTHORS_OPTIMIZER = (
+    "techniques.shuffle=true",
     "optimizer.name=momentum",
     "optimizer.momentum=0.9",
     "optimizer.lr=0.1",
