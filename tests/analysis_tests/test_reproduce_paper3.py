@@ -159,6 +159,7 @@ def cifar_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "data"
 
 
+@pytest.mark.filterwarnings("ignore:top_eigenvalues:RuntimeWarning")  # 2 Lanczos steps only
 def test_the_full_pipeline_runs_one_epoch_on_cifar_files(
     cifar_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

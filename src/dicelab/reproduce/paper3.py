@@ -234,9 +234,10 @@ def add_welch_p(rows: list[dict[str, Any]]) -> None:
             )  # fmt: skip
             p = None
             if other is not None and other is not row:
-                value = float(ttest_ind(row["test_accuracy"], other["test_accuracy"],
-                                        equal_var=False).pvalue)  # fmt: skip
-                p = None if math.isnan(value) else value
+                ours, theirs = row["test_accuracy"], other["test_accuracy"]
+                spread = len(set(ours)) > 1 or len(set(theirs)) > 1
+                if min(len(ours), len(theirs)) > 1 and spread:
+                    p = float(ttest_ind(ours, theirs, equal_var=False).pvalue)
             row[key] = p
 
 
