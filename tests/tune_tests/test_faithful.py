@@ -28,6 +28,7 @@ from dicelab.tune.search import (
     open_study,
     options_from_study,
     run_search,
+    swarm_starts,
     validate,
 )
 from dicelab.tune.storage import open_storage
@@ -162,6 +163,21 @@ def test_screening_study_trains_the_reset_population_and_remembers_it(tmp_path: 
     # another reset list is another search: refused with the difference named
     with pytest.raises(ConfigError, match="screen_reset"):
         open_study(_options(tmp_path, screen=4, screen_reset=["lr_schedule"]))
+
+
+def test_summary_rebuilds_the_swarm_from_the_screened_starts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The summary's sampler starts from the screened positions as the workers' did: it
+    recomputes the same swarm and does not warn that trials lie away from their particles."""
+    options = _options(tmp_path, screen=4, generations=2, baseline_start=True)
+    with caplog.at_level("WARNING", logger="dicelab.tune._pso.sampler"):
+        summary = run_search(options)
+    assert not [r for r in caplog.records if "away from its particle" in r.getMessage()]
+    assert summary["generation"] == 2 and summary["counted"] == 4
+    starts = swarm_starts(options, SearchSpace.paper(None, images=True))
+    assert starts[0] == SearchSpace.paper(None, images=True).baseline_params()
+    assert len(starts) == 1 + options.particles
 
 
 def test_unknown_screen_reset_gene_is_one_clear_error(tmp_path: Path) -> None:

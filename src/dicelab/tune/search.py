@@ -470,6 +470,19 @@ def screened_starts(options: SearchOptions, study: optuna.Study) -> list[dict[st
     return [dict(t.params) for t in done[: options.particles]]
 
 
+def swarm_starts(options: SearchOptions, space: SearchSpace) -> list[dict[str, float]]:
+    """The main swarm's given starting positions: the baseline first when
+    ``baseline_start``, then the best screened positions (after the screening). Every
+    sampler that recomputes the swarm (the workers', the summary's) must be given them, or
+    it rebuilds another first generation."""
+    starts = []
+    if options.baseline_start:
+        starts.append(space.baseline_params())
+    if options.screen:
+        starts += screened_starts(options, open_study(options, f"{options.study}-screen"))
+    return starts
+
+
 def work(options: SearchOptions, worker: int = 0) -> None:
     """One worker: screen (if asked), then search until a stopping rule is met."""
     import torch
@@ -481,7 +494,6 @@ def work(options: SearchOptions, worker: int = 0) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     base = options.base()
     space = options.space()
-    initial: list[dict[str, float]] = []
     if options.screen:
         screen = open_study(options, f"{options.study}-screen")
         screen_options = SearchOptions(**{**asdict(options), "particles": options.screen})
@@ -493,11 +505,8 @@ def work(options: SearchOptions, worker: int = 0) -> None:
         data["train"]["epochs"] = options.screen_epochs
         short = from_dict(data)
         _optimize(options, screen, screen_sampler, short, space, None, options.screen)
-        initial = screened_starts(options, screen)
     study = open_study(options)
-    if options.baseline_start:
-        initial = [space.baseline_params(), *initial]
-    sampler = _sampler(options, space, worker, initial)
+    sampler = _sampler(options, space, worker, swarm_starts(options, space))
     _optimize(
         options, study, sampler, base, space, options.trials, _total(options, options.particles)
     )
@@ -619,7 +628,8 @@ def summarize(options: SearchOptions) -> dict[str, Any]:
     if warning is not None:
         summary["warning"] = warning
     if options.sampler == "pso":
-        sampler = _sampler(options, options.space(), 0, [])
+        space = options.space()
+        sampler = _sampler(options, space, 0, swarm_starts(options, space))
         assert isinstance(sampler, PSOSampler)
         summary["generation"] = sampler.generation(study)
         swarm_best = sampler.best(study)[0]  # nan until the first generation is complete
