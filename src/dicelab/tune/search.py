@@ -10,7 +10,9 @@ The stopping rules are checked after every trial: a budget of finished trials, a
 swarm generations, or a number of generations without a better best (PSO only). With
 ``screen`` > 0 the authors' multi-fidelity variant runs first. A screening study
 (``<study>-screen``) evaluates that many sparse random particles for ``screen_epochs`` epochs,
-and the best ``particles`` of them become the main swarm's starting positions.
+and the best ``particles`` of them become the main swarm's starting positions. ``screen_reset``
+holds more genes at their baseline in that screening population (the authors hold the two
+schedule genes there: :data:`AUTHORS_SCREEN_RESET`).
 """
 
 from __future__ import annotations
