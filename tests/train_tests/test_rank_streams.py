@@ -2,8 +2,9 @@
 (input noise, dropout) and every rank the same model-defining and step draws (frozen-weight
 masks, weight noise), so the replicas stay identical; one process draws exactly as before.
 
-The two-process test launches this file itself under torchrun (gloo on the CPU): each rank
-trains parallel m-RWP with the techniques on, then saves what it drew for the test to compare.
+The two-process tests launch this file itself under torchrun (gloo on the CPU): each rank
+trains parallel m-RWP with the techniques on, then saves what it drew for the tests to compare;
+a run resumed from its checkpoint continues every rank's streams exactly.
 """
 
 from __future__ import annotations
@@ -48,12 +49,13 @@ SETTINGS = (
 TECHNIQUES = {"input_noise": 0.1, "dropout": 0.2, "frozen_weights": 0.3, "weight_noise": 0.001}
 
 
-def _worker(data_root: str, out: str) -> None:
-    """One rank: train, then save the weights, the frozen masks and fresh per-example draws."""
+def _worker(data_root: str, out: str, epochs: str, resume: str) -> None:
+    """One rank: train ``epochs`` epochs (continuing the run folder's checkpoint if
+    ``resume``), then save the weights, the frozen masks and fresh per-example draws."""
     torch.set_num_threads(1)
-    config = load_config(None, [*SETTINGS, f"data.root={data_root}"])
+    config = load_config(None, [*SETTINGS, f"data.root={data_root}", f"train.epochs={epochs}"])
     trainer = Trainer(config, run_dir=Path(out) / "run")
-    trainer.fit()
+    trainer.fit(resume=resume == "resume")
     frozen = next(t for t in trainer.injector.active if t.name == "frozen_weights")
     weights = {k: v.clone() for k, v in trainer.model.state_dict().items()}  # before BN moves
     x = to_float(trainer.data.train.x[:8])
@@ -78,9 +80,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_two_ranks_share_model_draws_and_differ_in_per_example_draws(
-    data_root: Path, tmp_path: Path
-) -> None:
+def _torchrun(data_root: Path, out: Path, epochs: int, resume: bool = False) -> None:
+    """Run :func:`_worker` on two gloo ranks."""
     command = [
         sys.executable,
         "-m",
@@ -90,11 +91,24 @@ def test_two_ranks_share_model_draws_and_differ_in_per_example_draws(
         f"--master-port={_free_port()}",
         __file__,
         str(data_root),
-        str(tmp_path),
+        str(out),
+        str(epochs),
+        "resume" if resume else "new",
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+
+
+@pytest.fixture(scope="module")
+def two_ranks(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of a two-epoch run on two ranks (shared by the tests that read it)."""
+    out = tmp_path_factory.mktemp("two_ranks")
+    _torchrun(data_root, out, epochs=2)
+    return out
+
+
+def test_two_ranks_share_model_draws_and_differ_in_per_example_draws(two_ranks: Path) -> None:
+    rank0, rank1 = (torch.load(two_ranks / f"rank{r}.pt") for r in (0, 1))
     # Model-defining and step draws agree, so the replicas end with the same weights.
     for mask0, mask1 in zip(rank0["frozen"], rank1["frozen"], strict=True):
         assert torch.equal(mask0, mask1)
@@ -105,12 +119,25 @@ def test_two_ranks_share_model_draws_and_differ_in_per_example_draws(
     assert not torch.equal(rank0["input_noise"], rank1["input_noise"])
     assert not torch.equal(rank0["dropout_logits"], rank1["dropout_logits"])
     # The checkpoint keeps each rank's streams, rank 0's as one process names them.
-    saved = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=False)["techniques"]
+    saved = torch.load(two_ranks / "run" / CHECKPOINT, weights_only=False)["techniques"]
     streams0, streams1 = saved["rank_streams"]
     assert streams0.keys() == saved["streams"].keys()
     assert "technique/dropout@cpu" in streams0
     assert "technique/dropout/rank1@cpu" in streams1
     assert "technique/frozen_weights/rank1@cpu" not in streams1  # drawn replicated only
+
+
+def test_a_two_rank_run_resumed_from_its_checkpoint_ends_as_the_uninterrupted_one(
+    two_ranks: Path, data_root: Path, tmp_path: Path
+) -> None:
+    """One epoch, then a resume to two: each rank continues its own streams (rank 1 from the
+    checkpoint's ``rank_streams``), so the weights are those of the two-epoch run."""
+    _torchrun(data_root, tmp_path, epochs=1)
+    _torchrun(data_root, tmp_path, epochs=2, resume=True)
+    resumed = torch.load(tmp_path / "rank1.pt")["weights"]
+    uninterrupted = torch.load(two_ranks / "rank1.pt")["weights"]
+    for name, tensor in uninterrupted.items():
+        assert torch.equal(tensor, resumed[name]), name
 
 
 def test_rank_zero_and_one_process_draw_from_the_unranked_streams() -> None:
@@ -119,7 +146,7 @@ def test_rank_zero_and_one_process_draw_from_the_unranked_streams() -> None:
     net = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
     x, y = torch.rand(5, 6), torch.zeros(5, dtype=torch.long)
 
-    def draws(rank: int) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    def draws(rank: int) -> tuple[torch.Tensor, list[torch.Tensor], int]:
         model = Injector.from_config(TECHNIQUES, seed=7, rank=rank)
         model.setup(net, num_classes=3, train_size=5)
         frozen = next(t for t in model.active if t.name == "frozen_weights").state_dict()["masks"]
@@ -160,4 +187,4 @@ def test_a_checkpoint_of_one_process_is_refused_under_another_count(
 
 
 if __name__ == "__main__":
-    _worker(sys.argv[1], sys.argv[2])
+    _worker(*sys.argv[1:])
