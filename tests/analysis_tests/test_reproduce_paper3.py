@@ -59,9 +59,11 @@ def flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def test_the_full_dry_run_prints_exactly_the_configurations_that_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # the recipe's data root is relative: nothing may appear
+    monkeypatch.chdir(tmp_path)  # the recipes' data root is relative: nothing may appear
     text = dry_run("paper3", "full")
-    assert list(tmp_path.iterdir()) == []  # nothing downloaded or written
+    for scale in ("smoke", "cpu"):
+        assert "updates" in dry_run("paper3", scale)
+    assert list(tmp_path.iterdir()) == []  # nothing downloaded, generated or written
     blocks = parse_dry_run(text)
     configs = method_configs(FULL)
     assert list(blocks) == list(configs)
