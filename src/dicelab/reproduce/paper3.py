@@ -66,10 +66,10 @@ AUTHORS_METHODS: dict[str, tuple[str, ...]] = {
               "optimizer.beta=0.99", "schedule.interval=epoch"),
 }  # fmt: skip
 
-#: The authors' optimizer and loss: SGD momentum 0.9, lr 0.1 annealed by a cosine to 0, weight
+#: The authors' training: SGD momentum 0.9, lr 0.1 annealed by a cosine to 0, weight
 #: decay 1e-3, the batch-mean loss; a new order of the training set every epoch (their
 #: ``DataLoader(..., shuffle=True)``, ``utils.py`` L279, L302).
-_AUTHORS_OPTIMIZER = (
+_AUTHORS_TRAINING = (
     "techniques.shuffle=true",
     "optimizer.name=momentum",
     "optimizer.momentum=0.9",
@@ -140,12 +140,12 @@ PAPER3_SCALES = {
     # 100 epochs of 32 batches of 128: the SGD baseline ends at 0.940 (CNN) and 0.661 (MLP)
     # test accuracy, both short of their ceilings (docs/reproduction-paper3-mnist1d.md).
     "cpu": Paper3(
-        ("data.name=mnist1d", *_AUTHORS_OPTIMIZER, "train.batch_size=128"), 100, 5,
+        ("data.name=mnist1d", *_AUTHORS_TRAINING, "train.batch_size=128"), 100, 5,
         benchmarks={"cnn1d": ("model.name=cnn1d",), "mlp1d": ("model.name=mlp1d",)},
         method_settings=AUTHORS_METHODS,
     ),
     "full": Paper3(
-        (*_AUTHORS_OPTIMIZER, *_AUTHORS_CIFAR_DATA, "train.batch_size=256"),
+        (*_AUTHORS_TRAINING, *_AUTHORS_CIFAR_DATA, "train.batch_size=256"),
         200, 3, hessian_examples=5000, trace_samples=100, landscape_steps=51,
         benchmarks={
             "cifar10-resnet18": ("data.name=cifar10", "model.name=resnet18"),
