@@ -319,7 +319,7 @@ def from_dict(data: Mapping[str, Any] | None) -> RunConfig:
     """Build a :class:`RunConfig` from nested plain data, checking every key and value."""
     from dicelab.data import DATASETS
     from dicelab.models.build import resolve_options
-    from dicelab.optim.factory import resolve_perturbation
+    from dicelab.optim.factory import check_reduction, resolve_perturbation
     from dicelab.optim.schedule import check_schedule
     from dicelab.techniques import create_technique
 
@@ -328,6 +328,7 @@ def from_dict(data: Mapping[str, Any] | None) -> RunConfig:
         DATASETS.get(config.data.name)  # an unknown name fails here, before any work
     config.model.options = resolve_options(config.model.name, config.model.options)
     resolve_perturbation(config.optimizer)
+    check_reduction(config.optimizer.perturbation, config.train.reduction)
     # A set of names: one spelling, so [norm, bias] and [bias, norm] mean and hash the same.
     config.optimizer.decay_exclude = sorted(config.optimizer.decay_exclude)
     check_schedule(config.schedule)

@@ -20,8 +20,10 @@ NORM = {"1.weight", "1.bias"}
 
 
 def optimizer_config(*settings: str) -> OptimizerConfig:
-    """The resolved ``optimizer`` section with ``optimizer.<setting>`` overrides."""
-    return load_config(overrides=[f"optimizer.{s}" for s in settings]).optimizer
+    """The resolved ``optimizer`` section with ``optimizer.<setting>`` overrides (on a
+    batch-mean loss, which the adaptive perturbations require)."""
+    overrides = [f"optimizer.{s}" for s in settings]
+    return load_config(overrides=[*overrides, "train.reduction=mean"]).optimizer
 
 
 def train_built(model: nn.Module, data: list[Batch], opt: torch.optim.Optimizer) -> nn.Module:
