@@ -81,6 +81,25 @@ def test_faithful_gene_decoding_keeps_zeros_under_the_searched_std() -> None:
     assert configure(base, space, {"weight_init": 0.03}).techniques["weight_init"]["std"] == 0.03
 
 
+def test_faithful_zeros_never_reach_a_space_that_does_not_search_weight_init() -> None:
+    """The faithful base holds weight_init at std 0 with zeros, which stands for the searched
+    gene at 0. A search of other genes must not train every trial with all-zero kernels (a
+    network at chance): there the base's std 0 means PyTorch's default init, as without
+    faithful, while the evaluation baseline (the gene's baseline, 0.05) is untouched."""
+    from dicelab.tune.objective import configure
+
+    base = load_config(None, [*TINY, *FAITHFUL, "data.split=search"])
+    plain = load_config(None, [*TINY, "model.batchnorm=keras", "data.split=search"])
+    space = SearchSpace.paper(["dropout", "lr"])
+    params = {"dropout": 0.2, "lr": 2.0}
+    trial = configure(base, space, params)
+    assert "weight_init" not in trial.techniques
+    assert config_hash(trial) == config_hash(configure(plain, space, params))
+    searched = SearchSpace.paper(["weight_init", "dropout"])
+    baseline = configure(base, searched, searched.baseline_params())
+    assert baseline.techniques["weight_init"]["std"] == 0.05
+
+
 def test_bad_zeros_value_is_one_clear_error() -> None:
     with pytest.raises(ConfigError, match="techniques.weight_init.zeros"):
         load_config(None, ["techniques.weight_init.zeros=maybe"])

@@ -103,7 +103,14 @@ def configure(base: RunConfig, space: SearchSpace, params: Mapping[str, float]) 
     ``optimizer.lr=0.1`` stays 0.1 when ``lr`` is not searched; a technique's other
     hyperparameters stay as the base sets them)."""
     fragment = paper_space.decode_genes({g.param: params[g.param] for g in space.genes})
-    return from_dict(merge(to_dict(base), fragment))
+    config = merge(to_dict(base), fragment)
+    init = config["techniques"].get("weight_init", {})
+    if init.get("zeros") and init.get("std") == 0 and "weight_init" not in space.distributions():
+        # The faithful all-zero kernels stand for the searched gene at 0; with the gene not
+        # searched, the base's std 0 means "no init randomness" (a network of zero kernels
+        # would train to chance in every trial): PyTorch's default init.
+        del config["techniques"]["weight_init"]
+    return from_dict(config)
 
 
 class SearchObjective:
