@@ -13,6 +13,7 @@ from dicelab.analysis.ablation import ablate, category_of, variants
 from dicelab.cli import main
 from dicelab.config import load_config, to_dict
 from dicelab.paper_space import GENES
+from dicelab.reproduce import paper1
 from dicelab.tune.objective import SearchSpace
 from dicelab.tune.search import SearchOptions, run_search
 
@@ -158,8 +159,8 @@ def test_reduction_words_give_the_delta_method_standard_error() -> None:
         "baseline": {"test_accuracy": [0.8] * 4, "error": 0.2, "std": 0.0},
     }
     # 0.5 · (0.01 / 0.1) / √4 = 2.5%
-    assert rep._reduction_words(summary) == "error reduction 50.0% ± 2.5% (s.e., 4 seeds)"
-    assert rep._reduction_words({"error_reduction": None}) == "(no errors)"
+    assert paper1._reduction_words(summary) == "error reduction 50.0% ± 2.5% (s.e., 4 seeds)"
+    assert paper1._reduction_words({"error_reduction": None}) == "(no errors)"
 
 
 def test_smoke_scale_searches_a_task_with_headroom() -> None:
@@ -199,6 +200,9 @@ def test_reproduce_paper3_compares_optimizers_with_curvature(
         (["reproduce", "paper2"], "paper: got 'paper2'"),
         (["reproduce", "paper1", "--scale", "huge"], "--scale: got 'huge'"),
         (["reproduce", "paper1", "--scale", "full"], "--storage: got None"),
+        (["reproduce", "paper1", "--scale", "full", "--benchmark", "svhn"], "--benchmark: got"),
+        (["reproduce", "paper1", "--benchmark", "mnist", "--dry-run"], "--benchmark: got"),
+        (["reproduce", "paper3", "--scale", "full", "--benchmark", "mnist"], "--benchmark: got"),
     ],
 )
 def test_reproduce_bad_arguments(
@@ -206,6 +210,26 @@ def test_reproduce_bad_arguments(
 ) -> None:
     assert main(args) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("paper", "benchmark", "expected"),
+    [("paper1", "fashion-mnist", "data: fashion-mnist"), ("paper1", None, "data: cifar10")],
+)
+def test_reproduce_dry_run_prints_the_chosen_protocol_and_trains_nothing(
+    paper: str,
+    benchmark: str | None,
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["reproduce", paper, "--scale", "full", "--dry-run"]
+    assert main(args + (["--benchmark", benchmark] if benchmark else [])) == 0
+    out = capsys.readouterr().out
+    assert expected in out and "cost:" in out
+    assert list(tmp_path.iterdir()) == []  # no run folder, no data
 
 
 def test_hessian_and_landscape_commands_on_a_trained_run(

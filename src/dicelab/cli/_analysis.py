@@ -20,6 +20,10 @@ def add_reproduce(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", help="paper1: database URL shared by the workers")
     parser.add_argument("--seed", type=int, default=0, help="paper1: the search's seed (0)")
     parser.add_argument(
+        "--benchmark",
+        help="paper1 --scale full: mnist, fashion-mnist, cifar10 (default) or cifar100",
+    )
+    parser.add_argument(
         "--dry-run",
         action="store_true",
         help="print the resolved protocol and its estimated cost; train nothing",
@@ -33,7 +37,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
     from dicelab.reproduce import dry_run, reproduce
 
     if args.dry_run:
-        print(dry_run(args.paper, args.scale))
+        print(dry_run(args.paper, args.scale, args.benchmark))
         return 0
     folder_argument("--out", args.out)  # refuses an empty --out
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -44,6 +48,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
         workers=args.workers,
         storage=args.storage,
         seed=args.seed,
+        benchmark=args.benchmark,
     )
     print(f"report written to {path}")
     return 0

@@ -1,24 +1,28 @@
 """``dicelab reproduce paper1|paper3 --scale smoke|cpu|full``: each paper's pipeline in one
-command, ending in ``report.html``.
+command, ending in ``report.html``; ``--dry-run`` prints the resolved protocol and its cost.
 
 - **paper1** (arXiv 2404.03992): a PSO search over the 22 genes → ``evaluate`` (best against
   the no-randomness baseline, the test-error reduction) → ``ablate`` (by component and by
-  category) → ``analyze`` (correlations by optimizer, importance) → ``report``.
+  category) → ``analyze`` (correlations by optimizer, importance) → ``report``
+  (:mod:`dicelab.reproduce.paper1`).
 - **paper3** (arXiv 2404.00357): SGD, SAM, RWP, m-RWP, ARWP and m-ARWP with repeats. The
   mixed methods get twice the epochs, so every method takes the same number of updates. Then
   the Hessian (top eigenvalue, trace) and a 1-D loss landscape of each method's seed-0 model
-  are computed, and the report is written.
+  are computed, and the report is written (:mod:`dicelab.reproduce.paper3`).
 
 The scales:
 
-- ``smoke`` finishes in about 2 minutes on a 2-core CPU. Paper 1's smoke search runs on the
-  generated mnist1d data with its reference CNN, a task far from its ceiling after 10 epochs,
-  so a 30-trial search finds a real gain (measured in docs/REPRODUCTION.md); paper 3's uses
-  mnist5k.
-- ``cpu`` is the best honest reproduction on a 2-core machine, in about an hour per paper.
-- ``full`` is the papers' protocol (CIFAR-10, the paper VGG, 20-epoch fitness, 22 particles;
-  200-epoch training for paper 3). It is meant for GPU workers and a shared PostgreSQL storage
-  (``--storage``), and it downloads CIFAR-10 (``data.download``).
+- ``smoke`` finishes in a few minutes on a 2-core CPU: paper 1 on mnist1d with its reference
+  CNN, paper 3 on mnist5k.
+- ``cpu`` is a benchmark with headroom on one thread, both papers on mnist1d (bundled): paper
+  1's two-phase search, 10-seed evaluation and ablation in about 25 minutes; paper 3's six
+  methods on the 1-D CNN and the MLP, 5 seeds each, with Welch p-values against SGD and SAM,
+  in about 16 minutes (docs/REPRODUCTION.md).
+- ``full`` is the authors' protocol, every value cited in docs/FIDELITY.md: paper 1 on one
+  of MNIST, Fashion-MNIST, CIFAR-10 (default) or CIFAR-100 (``benchmark``), with the
+  ``faithful`` choices; paper 3 on ResNet-18 and WRN-16-8 × CIFAR-10 and CIFAR-100 with the
+  authors' augmentation and schedules. It is meant for GPU workers (paper 1 with a shared
+  PostgreSQL storage, ``--storage``) and downloads its datasets (``data.download``).
 
 Every step resumes. Run the same command again after an interruption: finished trials and
 runs are kept.
@@ -33,12 +37,13 @@ from typing import Any
 
 from dicelab.exceptions import ConfigError, UnknownNameError
 from dicelab.reproduce import paper1, paper3
-from dicelab.reproduce.paper1 import PAPER1_SCALES, Paper1
+from dicelab.reproduce.paper1 import PAPER1_FULL, PAPER1_SCALES, Paper1
 from dicelab.reproduce.paper3 import PAPER3_SCALES, Paper3
 
 PAPERS = ("paper1", "paper3")
 SCALES = ("smoke", "cpu", "full")
 __all__ = [
+    "PAPER1_FULL",
     "PAPER1_SCALES",
     "PAPER3_SCALES",
     "PAPERS",
@@ -58,6 +63,17 @@ def _check(paper: str, scale: str) -> None:
         raise UnknownNameError("--scale", scale, SCALES, kind="scale")
 
 
+def _paper1_scale(scale: str, benchmark: str | None) -> Paper1:
+    """Paper 1's pipeline at ``scale``; ``benchmark`` picks the full protocol's dataset."""
+    if benchmark is None:
+        return PAPER1_SCALES[scale]
+    if scale != "full":
+        raise ConfigError("--benchmark", benchmark, "applies to paper1 --scale full only")
+    if benchmark not in PAPER1_FULL:
+        raise UnknownNameError("--benchmark", benchmark, PAPER1_FULL, kind="benchmark")
+    return PAPER1_FULL[benchmark]
+
+
 def reproduce(
     paper: str,
     scale: str,
@@ -66,14 +82,20 @@ def reproduce(
     workers: int = 2,
     storage: str | None = None,
     seed: int = 0,
+    benchmark: str | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
     """Run (or continue) a paper's pipeline; the path of its report.
 
     ``seed`` is paper 1's search seed (the swarm's start and moves); the training seeds stay
     those of the scale's configuration, so two seeds differ only in what the search found.
+    ``benchmark`` picks paper 1's full-scale dataset (:data:`PAPER1_FULL`; CIFAR-10 by
+    default).
     """
     _check(paper, scale)
+    if paper != "paper1" and benchmark is not None:
+        raise ConfigError("--benchmark", benchmark, "applies to paper1 --scale full only")
+    chosen = _paper1_scale(scale, benchmark) if paper == "paper1" else None
     if workers < 1:
         raise ConfigError("--workers", workers, "must be >= 1")
     if scale == "full" and paper == "paper1" and storage is None:
@@ -83,19 +105,22 @@ def reproduce(
             "the full scale runs many workers: give a shared database, e.g. "
             "postgresql://user:pass@host/db",
         )
-    folder = Path(out or Path("runs") / f"reproduce-{paper}-{scale}")
+    suffix = f"-{benchmark}" if benchmark else ""
+    folder = Path(out or Path("runs") / f"reproduce-{paper}-{scale}{suffix}")
     folder.mkdir(parents=True, exist_ok=True)
-    if paper == "paper1":
-        return paper1.run(PAPER1_SCALES[scale], folder, workers, storage, seed, log)
+    if chosen is not None:
+        return paper1.run(chosen, folder, workers, storage, seed, log)
     return paper3.run(PAPER3_SCALES[scale], folder, workers, log)
 
 
-def dry_run(paper: str, scale: str) -> str:
+def dry_run(paper: str, scale: str, benchmark: str | None = None) -> str:
     """The resolved protocol of every method and run of a pipeline (every hyperparameter,
     epochs, updates, seeds) and its estimated cost from measured throughput; nothing runs."""
     _check(paper, scale)
     if paper == "paper1":
-        return paper1.dry_run(PAPER1_SCALES[scale])
+        return paper1.dry_run(_paper1_scale(scale, benchmark))
+    if benchmark is not None:
+        raise ConfigError("--benchmark", benchmark, "applies to paper1 --scale full only")
     return paper3.dry_run(PAPER3_SCALES[scale])
 
 

@@ -14,6 +14,17 @@ MNIST5K_NARROW = (
 )
 CIFAR10 = ("data.name=cifar10", "data.download=true", "model.name=vgg")
 
+#: Training-set sizes of the datasets the recipes use (the official splits; mnist1d and
+#: mnist5k as dicelab ships them), so a dry-run counts images without loading anything.
+TRAIN_IMAGES = {
+    "mnist": 60_000,
+    "fashion-mnist": 60_000,
+    "cifar10": 50_000,
+    "cifar100": 50_000,
+    "mnist1d": 4_000,
+    "mnist5k": 4_000,
+}
+
 #: Training throughput measured by ``benchmarks/bench_gpu.py --record`` (one entry per
 #: recipe model, dataset and device), read by the dry-runs to estimate what a protocol costs.
 THROUGHPUT_FILE = Path(__file__).with_name("throughput.json")

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dicelab.config import RunConfig, load_config, to_dict
-from dicelab.reproduce._common import CIFAR10, cost_lines
+from dicelab.reproduce._common import CIFAR10, TRAIN_IMAGES, cost_lines
 
 if TYPE_CHECKING:
     from dicelab.tune.search import SearchOptions
@@ -40,17 +40,6 @@ if TYPE_CHECKING:
 #: (:data:`dicelab.tune.search.AUTHORS_SCREEN_RESET`); the second phase's patience of 3 is
 #: each recipe's ``patience``.
 FAITHFUL = ("model.batchnorm=keras", "techniques.weight_init.zeros=true")
-
-#: Training-set sizes of the datasets the recipes use (the official splits; mnist1d and
-#: mnist5k as dicelab ships them), so a dry-run counts images without loading anything.
-TRAIN_IMAGES = {
-    "mnist": 60_000,
-    "fashion-mnist": 60_000,
-    "cifar10": 50_000,
-    "cifar100": 50_000,
-    "mnist1d": 4_000,
-    "mnist5k": 4_000,
-}
 
 #: Ablation variants at most: the best, one per gene, one per technique category (data,
 #: model, learning, optimization), the baseline (:func:`dicelab.analysis.ablation.variants`).

@@ -40,8 +40,7 @@ from typing import Any
 
 from dicelab import _atomic
 from dicelab.config import RunConfig, load_config, to_dict
-from dicelab.reproduce._common import MNIST5K_NARROW, cost_lines
-from dicelab.reproduce.paper1 import TRAIN_IMAGES
+from dicelab.reproduce._common import MNIST5K_NARROW, TRAIN_IMAGES, cost_lines
 
 METHODS = ("none", "sam", "rwp", "mrwp", "arwp", "marwp")
 
@@ -328,7 +327,7 @@ def _value(value: Any) -> str:
 
 def train_images(config: RunConfig) -> int:
     """Training examples of a run under ``data.split`` and ``data.train_limit``, from the
-    datasets' known sizes (:data:`dicelab.reproduce.paper1.TRAIN_IMAGES`): nothing is read,
+    datasets' known sizes (:data:`dicelab.reproduce._common.TRAIN_IMAGES`): nothing is read,
     generated or downloaded."""
     data = config.data
     total = TRAIN_IMAGES[data.name]
