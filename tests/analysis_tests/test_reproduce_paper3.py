@@ -76,7 +76,7 @@ def test_the_full_dry_run_prints_exactly_the_configurations_that_run(
 
 @pytest.mark.parametrize("bench", ["cifar10-resnet18", "cifar100-resnet18"])
 def test_the_full_recipe_is_the_authors_scripts(bench: str) -> None:
-    """The values of nblt/mARWP's scripts (cited in paper3.py and docs/fidelity-paper3.md)."""
+    """The values of nblt/mARWP's scripts (cited in paper3.py and docs/FIDELITY.md)."""
     blocks = parse_dry_run(dry_run("paper3", "full"))
     for method in METHODS:
         got = blocks[f"{bench}-{method}"]

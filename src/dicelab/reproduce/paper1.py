@@ -3,7 +3,7 @@ no-randomness baseline, the test-error reduction) → ``ablate`` (by component a
 → ``analyze`` (correlations by optimizer, importance) → ``report``.
 
 The ``full`` recipes follow the authors' code (``Ghaith81/Radnomness_in_Neural_Network``; the
-values and their sources are listed in docs/fidelity-paper1.md):
+values and their sources are listed in docs/FIDELITY.md):
 
 - search: the multi-fidelity "pso-saga" of ``.ipynb_checkpoints/VGG Fashion-Copy1-checkpoint
   .ipynb``: 100 sparse particles trained for 1 epoch, the best 22 start a 22-particle swarm
@@ -127,7 +127,7 @@ PAPER1_SCALES = {
     # 100 particles, the best 22 at 20 epochs, patience 3), the final runs 2.5 times longer
     # as the authors' MNIST protocol (20 → 50 epochs), 10 seeds for the statistics. 23
     # minutes on one thread, the no-randomness baseline far from the ceiling at 50 epochs
-    # (test accuracy 0.68; docs/reproduction-paper1-mnist1d.md).
+    # (test accuracy 0.68; docs/REPRODUCTION.md).
     "cpu": Paper1((*_MNIST1D_CNN, "train.epochs=20"), 22, 15, 3, 50, 10, 3, screen=100),
     "full": PAPER1_FULL["cifar10"],
 }

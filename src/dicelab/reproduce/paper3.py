@@ -3,7 +3,7 @@ Hessian and a 1-D loss landscape of each method's seed-0 model.
 
 The ``full`` recipe is the authors' scripts (``nblt/mARWP``: ``train_rwp_cos.py``,
 ``train_marwp.py``, ``utils.py`` and ``run_mrwp.sh`` at commit f12df73, ``scripts/run_rwp.sh``
-at d739394). Every value, with its file and line, is listed in docs/fidelity-paper3.md:
+at d739394). Every value, with its file and line, is listed in docs/FIDELITY.md:
 
 - SGD with momentum 0.9 (``train_rwp_cos.py`` L59, L245-247; ``train_marwp.py`` L216), lr
   0.1, weight decay 1e-3, batch 256, 200 epochs (``scripts/run_rwp.sh`` L9-12, ``run_mrwp.sh``
@@ -137,7 +137,7 @@ PAPER3_SCALES = {
     "smoke": Paper3((*MNIST5K_NARROW, *_PAPER3_OPTIMIZER), 2, 2, hessian_examples=500,
                     trace_samples=10, landscape_steps=11),
     # 100 epochs of 32 batches of 128: the SGD baseline ends at 0.940 (CNN) and 0.661 (MLP)
-    # test accuracy, both short of their ceilings (docs/reproduction-paper3-mnist1d.md).
+    # test accuracy, both short of their ceilings (docs/REPRODUCTION.md).
     "cpu": Paper3(
         ("data.name=mnist1d", *_AUTHORS_TRAINING, "train.batch_size=128"), 100, 5,
         benchmarks={"cnn1d": ("model.name=cnn1d",), "mlp1d": ("model.name=mlp1d",)},
