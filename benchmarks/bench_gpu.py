@@ -48,8 +48,8 @@ from dicelab.config import RunConfig, apply_overrides, from_dict, to_dict
 from dicelab.data.standard import CIFAR_LAYOUTS
 from dicelab.exceptions import ConfigError
 from dicelab.reproduce import PAPER1_SCALES, PAPER3_SCALES, paper3
-from dicelab.reproduce._common import THROUGHPUT_FILE
-from dicelab.reproduce.paper1 import TRAIN_IMAGES, protocol_images
+from dicelab.reproduce._common import ENTRY_KEYS, SAME_ENTRY, THROUGHPUT_FILE, TRAIN_IMAGES
+from dicelab.reproduce.paper1 import protocol_images
 from dicelab.train import Trainer
 from dicelab.train.trainer import resolve_device
 
@@ -216,20 +216,6 @@ def measure(
         "updates": trainer.updates - done,
         "protocol_hours": recipe.protocol_images / img_per_s / 3600,
     }
-
-
-ENTRY_KEYS = (
-    "model",
-    "dataset",
-    "device",
-    "precision",
-    "batch_size",
-    "img_per_s",
-    "peak_memory_mib",
-    "measured",
-    "command",
-)
-SAME_ENTRY = ("model", "dataset", "device", "precision", "batch_size")
 
 
 def record(path: Path, results: list[dict[str, Any]], command: str) -> list[dict[str, Any]]:

@@ -53,17 +53,7 @@ def test_a_cpu_run_prints_the_throughput_and_records_the_entry(
     assert "1 thread(s), fp32, batch 8, " in done.stdout
     assert "img/s" in done.stdout and "paper1 full protocol" in done.stdout
     (entry,) = json.loads(output.read_text())["entries"]
-    assert set(entry) == {
-        "model",
-        "dataset",
-        "device",
-        "precision",
-        "batch_size",
-        "img_per_s",
-        "peak_memory_mib",
-        "measured",
-        "command",
-    }
+    assert set(entry) == set(_common.ENTRY_KEYS)
     assert (entry["model"], entry["dataset"], entry["batch_size"]) == ("vgg", "cifar10", 8)
     assert entry["img_per_s"] > 0 and entry["peak_memory_mib"] > 0
     assert entry["command"].startswith("python benchmarks/bench_gpu.py --device=cpu")

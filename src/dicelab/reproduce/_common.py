@@ -30,6 +30,22 @@ TRAIN_IMAGES = {
 THROUGHPUT_FILE = Path(__file__).with_name("throughput.json")
 
 
+#: The fields of one throughput entry, and those that identify it (a new measurement of the
+#: same model, dataset, device, precision and batch size replaces the old one).
+ENTRY_KEYS = (
+    "model",
+    "dataset",
+    "device",
+    "precision",
+    "batch_size",
+    "img_per_s",
+    "peak_memory_mib",
+    "measured",
+    "command",
+)
+SAME_ENTRY = ("model", "dataset", "device", "precision", "batch_size")
+
+
 def measured_throughput() -> list[dict[str, Any]]:
     """The recorded throughput entries (empty when none were recorded)."""
     if not THROUGHPUT_FILE.is_file():
