@@ -330,7 +330,7 @@ def test_killed_trials_do_not_count_against_the_budget(data_root: Path, tmp_path
     """A trial whose worker died is failed and evaluated again; the budget still gets its
     number of finished trials."""
     from dicelab.tune._pso import _compat as compat
-    from dicelab.tune._pso._workers import HOST, PID
+    from dicelab.tune._pso._workers import WORKER
     from tune_tests.test_search import _dead_pid
 
     opts = options(data_root, tmp_path, genes=["lr"], sampler="random", trials=2)
@@ -339,8 +339,8 @@ def test_killed_trials_do_not_count_against_the_budget(data_root: Path, tmp_path
     orphan = study.ask()
     import socket
 
-    compat.set_trial_system_attr(study, compat.trial_id(orphan), HOST, socket.gethostname())
-    compat.set_trial_system_attr(study, compat.trial_id(orphan), PID, _dead_pid())
+    dead = [socket.gethostname(), _dead_pid(), 0]
+    compat.set_trial_system_attr(study, compat.trial_id(orphan), WORKER, dead)
     opts.trials = 3
     run_search(opts)
     study = load(tmp_path)

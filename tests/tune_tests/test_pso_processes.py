@@ -13,6 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from dicelab.tune._pso._workers import worker_of
 from dicelab.tune._pso.sampler import GENERATION, PARTICLE, POSITION
 from dicelab.tune.storage import open_storage
 
@@ -98,7 +99,7 @@ def test_a_worker_killed_mid_trial_is_failed_and_its_particle_retried(tmp_path) 
         mine = [  # a trial that has claimed its particle (not one still claiming)
             t
             for t in study.get_trials(states=(TrialState.RUNNING,))
-            if t.system_attrs.get("worker:pid") == victim.pid and GENERATION in t.system_attrs
+            if worker_of(t)[1] == victim.pid and GENERATION in t.system_attrs
         ]
         if mine:
             break
@@ -121,3 +122,29 @@ def test_four_processes_share_one_study_on_postgresql(postgres_db: str) -> None:
     tagged = [t for t in study.trials if GENERATION in t.system_attrs]
     assert len(tagged) <= GENERATIONS * pso_worker.PARTICLES + 4
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+
+
+def test_a_worker_tags_its_trial_in_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker killed between two attribute writes must not leave its trial with a host but
+    no process id (never recognisable as dead, so RUNNING forever): the tag is one write."""
+    import os
+    import socket
+    import threading
+
+    from dicelab.tune._pso import _compat as compat
+    from dicelab.tune._pso._workers import record_worker
+
+    study = optuna.create_study()
+    trial = study.ask()
+    writes: list[str] = []
+    real = compat.set_trial_system_attr
+
+    def counting(study: optuna.Study, trial_id: int, key: str, value: object) -> None:
+        writes.append(key)
+        real(study, trial_id, key, value)
+
+    monkeypatch.setattr(compat, "set_trial_system_attr", counting)
+    record_worker(study, compat.trial_id(trial))
+    assert len(writes) == 1
+    tagged = study.trials[trial.number]
+    assert worker_of(tagged) == (socket.gethostname(), os.getpid(), threading.get_ident())

@@ -293,7 +293,7 @@ def test_a_killed_runs_stale_trial_is_recovered_on_restart(
     """A trial left RUNNING in the journal by a process of this host that no longer exists is
     marked failed when the search restarts, and its particle is evaluated again."""
     from dicelab.tune._pso import _compat as compat
-    from dicelab.tune._pso._workers import HOST, PID
+    from dicelab.tune._pso._workers import WORKER
     from dicelab.tune._pso.sampler import PARTICLE, POSITION
 
     opts = options(data_root, tmp_path, genes=["lr"], particles=2, generations=1)
@@ -306,8 +306,7 @@ def test_a_killed_runs_stale_trial_is_recovered_on_restart(
         (POSITION, [2.0]),
         (PARTICLE, 0),
         (GENERATION, 1),
-        (HOST, socket.gethostname()),
-        (PID, _dead_pid()),
+        (WORKER, [socket.gethostname(), _dead_pid(), 0]),
     ):
         compat.set_trial_system_attr(study, compat.trial_id(orphan), key, value)
     opts.generations = 2

@@ -22,16 +22,25 @@ from ._process import alive
 
 _log = logging.getLogger(__name__)
 
-HOST = "worker:host"
-PID = "worker:pid"
-THREAD = "worker:thread"
+#: System attribute: [host, process id, thread id] of the worker that runs a trial, written
+#: as one attribute so that a worker killed while tagging leaves all of it or none (with
+#: the host written but not the process id, its trial could never be recognised as dead).
+WORKER = "worker"
 
 
 def record_worker(study: optuna.Study, trial_id: int) -> None:
     """Tag a trial with this process's host and id, and the thread that runs it."""
-    compat.set_trial_system_attr(study, trial_id, HOST, socket.gethostname())
-    compat.set_trial_system_attr(study, trial_id, PID, os.getpid())
-    compat.set_trial_system_attr(study, trial_id, THREAD, threading.get_ident())
+    me = [socket.gethostname(), os.getpid(), threading.get_ident()]
+    compat.set_trial_system_attr(study, trial_id, WORKER, me)
+
+
+def worker_of(trial: FrozenTrial) -> tuple[str | None, int | None, int | None]:
+    """(host, process id, thread id) of the worker a trial records; ``None`` for each when it
+    records none."""
+    tag = trial.system_attrs.get(WORKER)
+    if not isinstance(tag, list) or len(tag) != 3:
+        return None, None, None
+    return tag[0], tag[1], tag[2]
 
 
 def this_thread_holds_all(trials: Iterable[FrozenTrial]) -> bool:
@@ -39,11 +48,7 @@ def this_thread_holds_all(trials: Iterable[FrozenTrial]) -> bool:
     none can finish while this thread waits (``study.ask()`` several times before any
     ``tell``), and waiting for them would never end."""
     me = (socket.gethostname(), os.getpid(), threading.get_ident())
-    owners = {
-        (t.system_attrs.get(HOST), t.system_attrs.get(PID), t.system_attrs.get(THREAD))
-        for t in trials
-    }
-    return owners == {me}
+    return {worker_of(t) for t in trials} == {me}
 
 
 def fail_dead_workers(study: optuna.Study, trials: Iterable[FrozenTrial] | None = None) -> int:
@@ -54,9 +59,9 @@ def fail_dead_workers(study: optuna.Study, trials: Iterable[FrozenTrial] | None 
         trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     failed = 0
     for t in trials:
-        if t.state != TrialState.RUNNING or t.system_attrs.get(HOST) != host:
+        owner, pid, _thread = worker_of(t)
+        if t.state != TrialState.RUNNING or owner != host:
             continue
-        pid = t.system_attrs.get(PID)
         if isinstance(pid, int) and pid != me and not alive(pid) and compat.fail_trial(study, t):
             _log.warning("trial %d: its worker (pid %d) is gone; marked failed", t.number, pid)
             failed += 1

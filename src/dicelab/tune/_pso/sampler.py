@@ -66,7 +66,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from . import _compat as compat
 from ._swarm import Coefficients, Encoding, Swarm, advance, initial_swarm
-from ._workers import HOST, PID, fail_dead_workers, record_worker, this_thread_holds_all
+from ._workers import fail_dead_workers, record_worker, this_thread_holds_all, worker_of
 
 _log = logging.getLogger(__name__)
 
@@ -376,7 +376,7 @@ class PSOSampler(BaseSampler):
     def _timeout_message(self, number: int, view: _View) -> str:
         """What a trial that gave up waiting says: who holds the particles and what to do."""
         held = ", ".join(
-            f"{t.number} ({t.system_attrs.get(HOST, '?')}, pid {t.system_attrs.get(PID, '?')})"
+            f"{t.number} ({worker_of(t)[0] or '?'}, pid {worker_of(t)[1] or '?'})"
             for t in view.busy
         )
         return (
