@@ -386,6 +386,22 @@ def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested configuration data as one mapping of dotted keys; the leaves (scalars, lists
+    and empty mappings) are kept as they are.
+
+    >>> flatten({"seed": 0, "optimizer": {"lr": 0.01}, "techniques": {}})
+    {'seed': 0, 'optimizer.lr': 0.01, 'techniques': {}}
+    """
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """The mapping stored in a YAML file; a file that cannot be read, is not UTF-8 text, is
     not valid YAML or holds more than plain data raises :class:`ConfigError`."""

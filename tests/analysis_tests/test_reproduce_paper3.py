@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dicelab.config import to_dict
+from dicelab.config import flatten, to_dict
 from dicelab.data.standard import CIFAR_LAYOUTS
 from dicelab.reproduce import dry_run, paper3
 from dicelab.reproduce.paper3 import (
@@ -46,16 +46,6 @@ def parse_dry_run(text: str) -> dict[str, dict[str, Any]]:
     return blocks
 
 
-def flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            out.update(flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
-    return out
-
-
 def test_the_full_dry_run_prints_exactly_the_configurations_that_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -68,7 +58,10 @@ def test_the_full_dry_run_prints_exactly_the_configurations_that_run(
     configs = method_configs(FULL)
     assert list(blocks) == list(configs)
     for name, config in configs.items():
-        resolved = flat(to_dict(config))
+        resolved = {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in flatten(to_dict(config)).items()
+        }
         assert blocks[name] == {key: resolved[key] for key in blocks[name]}, name
         assert set(blocks[name]) == set(recipe_fields(config)), name
     assert len(configs) == 4 * len(METHODS)

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from dicelab import _atomic
-from dicelab.config import RunConfig, load_config, to_dict
+from dicelab.config import RunConfig, flatten, load_config, to_dict
 from dicelab.reproduce._common import MNIST5K_NARROW, TRAIN_IMAGES, cost_lines
 
 METHODS = ("none", "sam", "rwp", "mrwp", "arwp", "marwp")
@@ -299,7 +299,7 @@ _METHOD_FIELDS: dict[str, tuple[str, ...]] = {
 def recipe_fields(config: RunConfig) -> dict[str, Any]:
     """The settings of ``config`` a dry-run prints, by dotted key: :data:`_COMMON_FIELDS`,
     the model's options, the fields of its perturbation and every technique's settings."""
-    flat = _flatten(to_dict(config))
+    flat = flatten(to_dict(config))
     keys = [
         *_COMMON_FIELDS,
         *sorted(f"model.{name}" for name in config.model.options),
@@ -307,17 +307,6 @@ def recipe_fields(config: RunConfig) -> dict[str, Any]:
         *sorted(key for key in flat if key.startswith("techniques.")),
     ]
     return {key: flat[key] for key in keys}
-
-
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings as one mapping of dotted keys (lists and scalars are leaves)."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _value(value: Any) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from dicelab.config import flatten
 from dicelab.exceptions import ConfigError
 
 _log = logging.getLogger("dicelab.tracking")
@@ -145,17 +146,15 @@ def flat_params(data: Mapping[str, Any], prefix: str = "") -> dict[str, Param]:
     >>> flat_params({"seed": 0, "optimizer": {"lr": 0.01, "clip_grad_norm": None}, "log": []})
     {'seed': 0, 'optimizer.lr': 0.01, 'optimizer.clip_grad_norm': 'null', 'log': '[]'}
     """
-    flat: dict[str, Param] = {}
-    for key, value in data.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(flat_params(value, f"{dotted}."))
-        elif isinstance(value, Mapping):
-            flat[dotted] = "{}"
-        elif value is None:
-            flat[dotted] = "null"
-        elif isinstance(value, (str, int, float, bool)):
-            flat[dotted] = value
-        else:
-            flat[dotted] = "[" + ", ".join(str(v) for v in value) + "]"
-    return flat
+    return {key: _param(value) for key, value in flatten(data, prefix).items()}
+
+
+def _param(value: Any) -> Param:
+    """One configuration leaf as a tracker's scalar (see :func:`flat_params`)."""
+    if isinstance(value, Mapping):
+        return "{}"
+    if value is None:
+        return "null"
+    if isinstance(value, (str, int, float, bool)):
+        return value
+    return "[" + ", ".join(str(v) for v in value) + "]"
