@@ -63,11 +63,13 @@ def _check(paper: str, scale: str) -> None:
         raise UnknownNameError("--scale", scale, SCALES, kind="scale")
 
 
-def _paper1_scale(scale: str, benchmark: str | None) -> Paper1:
-    """Paper 1's pipeline at ``scale``; ``benchmark`` picks the full protocol's dataset."""
+def _pipeline(paper: str, scale: str, benchmark: str | None) -> Paper1 | Paper3:
+    """The pipeline of ``paper`` at ``scale``; ``benchmark`` picks paper 1's full-scale
+    dataset and is refused anywhere else."""
+    _check(paper, scale)
     if benchmark is None:
-        return PAPER1_SCALES[scale]
-    if scale != "full":
+        return PAPER1_SCALES[scale] if paper == "paper1" else PAPER3_SCALES[scale]
+    if paper != "paper1" or scale != "full":
         raise ConfigError("--benchmark", benchmark, "applies to paper1 --scale full only")
     if benchmark not in PAPER1_FULL:
         raise UnknownNameError("--benchmark", benchmark, PAPER1_FULL, kind="benchmark")
@@ -92,10 +94,7 @@ def reproduce(
     ``benchmark`` picks paper 1's full-scale dataset (:data:`PAPER1_FULL`; CIFAR-10 by
     default).
     """
-    _check(paper, scale)
-    if paper != "paper1" and benchmark is not None:
-        raise ConfigError("--benchmark", benchmark, "applies to paper1 --scale full only")
-    chosen = _paper1_scale(scale, benchmark) if paper == "paper1" else None
+    chosen = _pipeline(paper, scale, benchmark)
     if workers < 1:
         raise ConfigError("--workers", workers, "must be >= 1")
     if scale == "full" and paper == "paper1" and storage is None:
@@ -108,24 +107,20 @@ def reproduce(
     suffix = f"-{benchmark}" if benchmark else ""
     folder = Path(out or Path("runs") / f"reproduce-{paper}-{scale}{suffix}")
     folder.mkdir(parents=True, exist_ok=True)
-    if chosen is not None:
+    if isinstance(chosen, Paper1):
         return paper1.run(chosen, folder, workers, storage, seed, log)
-    return paper3.run(PAPER3_SCALES[scale], folder, workers, log)
+    return paper3.run(chosen, folder, workers, log)
 
 
 def dry_run(paper: str, scale: str, benchmark: str | None = None) -> str:
     """The resolved protocol of every method and run of a pipeline (every hyperparameter,
     epochs, updates, seeds) and its estimated cost from measured throughput; nothing runs."""
-    _check(paper, scale)
-    if paper == "paper1":
-        return paper1.dry_run(_paper1_scale(scale, benchmark))
-    if benchmark is not None:
-        raise ConfigError("--benchmark", benchmark, "applies to paper1 --scale full only")
-    return paper3.dry_run(PAPER3_SCALES[scale])
+    chosen = _pipeline(paper, scale, benchmark)
+    if isinstance(chosen, Paper1):
+        return paper1.dry_run(chosen)
+    return paper3.dry_run(chosen)
 
 
 def describe(paper: str, scale: str) -> dict[str, Any]:
     """The settings of one pipeline, for listings and the docs."""
-    _check(paper, scale)
-    chosen = PAPER1_SCALES[scale] if paper == "paper1" else PAPER3_SCALES[scale]
-    return asdict(chosen)
+    return asdict(_pipeline(paper, scale, None))
