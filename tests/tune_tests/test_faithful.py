@@ -249,3 +249,62 @@ def test_final_runs_rescale_the_schedule_genes_only_when_the_epochs_change() -> 
     same = _final(config, 20, seed=0)
     assert same["techniques"]["lr_schedule"]["s"] == -0.5
     assert _final(config, None, seed=0)["techniques"] == same["techniques"]
+
+
+# -- the authors' swarm: asynchronous updates and the position cache -----------------------
+
+
+def test_asynchronous_cached_search_never_trains_a_configuration_twice(tmp_path: Path) -> None:
+    """A search over two coarse genes (shuffle and optimizer: six configurations in all) with
+    the authors' swarm: after the first generation no trial trains a
+    configuration an earlier trial trained; the study remembers both options."""
+    options = _options(
+        tmp_path,
+        screen=0,
+        particles=3,
+        generations=4,
+        genes=["shuffle", "optimizer"],
+        update="asynchronous",
+        cache=True,
+    )
+    summary = run_search(options)
+    study = open_study(options)
+    trials = sorted(
+        (t for t in study.trials if "pso:generation" in t.system_attrs), key=lambda t: t.number
+    )
+    assert summary["generation"] == 4 and len(trials) < 12
+    for k, trial in enumerate(trials):
+        if trial.system_attrs["pso:generation"] > 0:
+            earlier = {t.user_attrs["config_hash"] for t in trials[:k]}
+            assert trial.user_attrs["config_hash"] not in earlier
+    stored = options_from_study(str(tmp_path), None, "search")
+    assert (stored.update, stored.cache) == ("asynchronous", True)
+    assert open_study(stored).user_attrs["dicelab"]["update"] == "asynchronous"
+    with pytest.raises(ConfigError, match="cache"):  # another swarm is another search
+        open_study(_options(tmp_path, screen=0, particles=3, genes=options.genes))
+
+
+@pytest.mark.parametrize(
+    ("changes", "pattern"),
+    [
+        ({"cache": True, "generations": None, "trials": 5}, r"--cache.*--generations"),
+        ({"sampler": "random", "update": "asynchronous", "trials": 5}, r"--update.*pso"),
+        ({"update": "async"}, r"--update.*'async'.*synchronous or asynchronous"),
+    ],
+)
+def test_bad_swarm_options_are_one_clear_error(
+    tmp_path: Path, changes: dict[str, object], pattern: str
+) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        validate(_options(tmp_path, **changes))
+
+
+def test_faithful_recipes_use_the_authors_swarm() -> None:
+    from dicelab.reproduce.paper1 import _options as recipe_options
+    from dicelab.reproduce.paper1 import dry_run
+
+    full = recipe_options(PAPER1_FULL["mnist"], Path("x"), 1, None, 0)
+    assert (full.update, full.cache) == ("asynchronous", True)
+    cpu = recipe_options(PAPER1_SCALES["cpu"], Path("x"), 1, None, 0)
+    assert (cpu.update, cpu.cache) == ("synchronous", False)
+    assert "asynchronous swarm updates" in dry_run(PAPER1_FULL["mnist"])

@@ -63,6 +63,21 @@ def add_search(parser: argparse.ArgumentParser) -> None:
         "never worse than it on validation (default); --no-baseline-start is the authors' "
         "start",
     )
+    parser.add_argument(
+        "--update",
+        default="synchronous",
+        choices=("synchronous", "asynchronous"),
+        help="PSO: move a generation at once, its particles trained side by side (default), "
+        "or one particle after the other from the latest global best (the authors')",
+    )
+    parser.add_argument(
+        "--cache",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="PSO: a particle whose configuration was already trained takes that result "
+        "instead of training again (exact: every trial trains with the same seed); needs "
+        "--generations or --patience",
+    )
     parser.add_argument("--workers", type=int, default=1, help="local worker processes")
     parser.add_argument(
         "--threads", type=int, help="torch threads per worker (default: cores / workers)"
@@ -128,6 +143,8 @@ def run_search(args: argparse.Namespace) -> int:
         screen=args.screen,
         screen_epochs=args.screen_epochs,
         baseline_start=args.baseline_start,
+        update=args.update,
+        cache=args.cache,
         workers=args.workers,
         threads=args.threads,
         quiet=args.quiet,

@@ -38,7 +38,9 @@ if TYPE_CHECKING:
 #: with Keras' defaults) and a weight-init gene of exactly 0 giving all-zero kernels
 #: (``RandomNormal(0, 0)``). The screening's reset list is a search option
 #: (:data:`dicelab.tune.search.AUTHORS_SCREEN_RESET`); the second phase's patience of 3 is
-#: each recipe's ``patience``.
+#: each recipe's ``patience``; the asynchronous swarm (``Swarm.py`` re-reads the global best
+#: before each particle moves) and its position cache are search options (``update``,
+#: ``cache``) set from ``faithful``.
 FAITHFUL = ("model.batchnorm=keras", "techniques.weight_init.zeros=true")
 
 #: Ablation variants at most: the best, one per gene, one per technique category (data,
@@ -149,6 +151,8 @@ def _options(
         screen=scale.screen,
         screen_reset=scale.screen_reset(),
         baseline_start=scale.baseline_start,
+        update="asynchronous" if scale.faithful else "synchronous",
+        cache=scale.faithful,
         seed=seed,
         workers=workers,
         config=to_dict(scale.config()),
@@ -208,7 +212,9 @@ def dry_run(scale: Paper1) -> str:
     if scale.faithful:
         lines.append(
             "  weight_init 0 -> all-zero kernels (warned); screening holds "
-            f"{', '.join(scale.screen_reset()) or 'nothing more'} at baseline"
+            f"{', '.join(scale.screen_reset()) or 'nothing more'} at baseline; asynchronous "
+            "swarm updates (one particle after the other); a configuration already trained is "
+            "not trained again (position cache)"
         )
     stop = (
         f"stop after {scale.patience} generations without a better best, "

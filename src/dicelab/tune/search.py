@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import sys
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +35,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dicelab import _atomic, paper_space
 from dicelab._progress import Progress, stderr
-from dicelab.config import UNHASHED, RunConfig, from_dict, to_dict, to_yaml
+from dicelab.config import UNHASHED, RunConfig, config_hash, from_dict, to_dict, to_yaml
 from dicelab.data import load_data
 from dicelab.exceptions import ConfigError, DicelabError
 from dicelab.paper_space import readable
@@ -97,6 +98,11 @@ class SearchOptions:
     # batch_schedule; see :data:`AUTHORS_SCREEN_RESET`).
     screen_reset: list[str] = field(default_factory=list)
     baseline_start: bool = False  # PSO: the first particle starts at the no-randomness baseline
+    # PSO: "asynchronous" moves the particles of a generation one after the other, each from
+    # the global best including the particles before it (the authors' update); "synchronous"
+    # moves a generation at once, so its particles train side by side.
+    update: Literal["synchronous", "asynchronous"] = "synchronous"
+    cache: bool = False  # PSO: a position whose configuration was trained is not retrained
     workers: int = 1
     threads: int | None = None
     quiet: bool = False  # no progress line per finished trial
@@ -115,6 +121,10 @@ class SearchOptions:
         }
         if self.baseline_start:  # only when set, so studies made before it still match
             definition["baseline_start"] = True
+        if self.update != "synchronous":  # likewise
+            definition["update"] = self.update
+        if self.cache:  # likewise
+            definition["cache"] = True
         if self.screen and self.screen_reset:  # likewise
             definition["screen_reset"] = sorted(self.screen_reset)
         return definition
@@ -181,6 +191,18 @@ def validate(options: SearchOptions) -> None:
             raise ConfigError(f"--{name}", value, "must be >= 1")
     if options.patience is not None and options.sampler != "pso":
         raise ConfigError("--patience", options.patience, "applies to the pso sampler only")
+    if options.update not in ("synchronous", "asynchronous"):
+        raise ConfigError("--update", options.update, "synchronous or asynchronous")
+    for name, on in (("--update", options.update != "synchronous"), ("--cache", options.cache)):
+        if on and options.sampler != "pso":
+            raise ConfigError(name, options.sampler, "applies to the pso sampler only")
+    if options.cache and not (options.generations or options.patience):
+        raise ConfigError(
+            "--cache",
+            True,
+            "needs --generations or --patience: a swarm that only revisits trained "
+            "configurations would never train again",
+        )
     if not 0 <= options.sparse:
         raise ConfigError("--sparse", options.sparse, "must be >= 0")
     if options.screen < 0:
@@ -219,7 +241,10 @@ def open_study(options: SearchOptions, name: str | None = None) -> optuna.Study:
             )
         study.set_user_attr("dicelab", definition)
     elif stored != definition:
-        differing = sorted(k for k in definition if stored.get(k) != definition[k])
+        # Some keys are stored only when set: a key on either side alone differs too.
+        differing = sorted(
+            k for k in definition.keys() | stored.keys() if stored.get(k) != definition.get(k)
+        )
         raise ConfigError(
             "--study",
             name,
@@ -259,7 +284,21 @@ def _sampler(
         # A trial here is a training run of unknown length; dead workers are found by
         # heartbeat (PostgreSQL) or process id (journal), so waiting on live ones is right.
         wait_timeout=None,
+        update=options.update,
+        cache=_run_key(options.base(), space) if options.cache else False,
     )
+
+
+def _run_key(base: RunConfig, space: SearchSpace) -> Callable[[Mapping[str, Any]], str]:
+    """The position cache's key of a search: the hash of the configuration a position trains.
+    Every trial of a study trains with the same seed, so two positions with one configuration
+    give the same result (many positions do: a technique gene below its threshold is off, the
+    batch gene is rounded), and the second need not train."""
+
+    def key(params: Mapping[str, Any]) -> str:
+        return config_hash(configure(base, space, params))
+
+    return key
 
 
 def _pruner(options: SearchOptions) -> optuna.pruners.BasePruner:
@@ -570,6 +609,14 @@ def run_search(options: SearchOptions) -> dict[str, Any]:
         if recovered:
             _log.warning("%s: %d trials of killed workers marked failed", name, recovered)
     open_study(options).set_user_attr(TRACKERS_ATTR, list(options.config.get("log", [])))
+    if options.workers > 1 and options.update == "asynchronous":
+        _log.warning(
+            "asynchronous PSO updates: after the first generation one particle trains at a "
+            "time, so %d of the %d workers wait (use --update synchronous to train a "
+            "generation side by side)",
+            options.workers - 1,
+            options.workers,
+        )
     if options.workers == 1:
         _work(options)
     else:
@@ -715,5 +762,7 @@ def options_from_study(out: str, storage: str | None, study: str) -> SearchOptio
         screen_epochs=screen[1],
         baseline_start=bool(stored.get("baseline_start", False)),
         screen_reset=list(stored.get("screen_reset", [])),
+        update=stored.get("update", "synchronous"),
+        cache=bool(stored.get("cache", False)),
         config={**stored["config"], "log": list(attrs.get(TRACKERS_ATTR, []))},
     )

@@ -1,5 +1,6 @@
 """Pure swarm arithmetic: the encoding of Optuna distributions as real intervals and one
-synchronous global-best PSO step. No Optuna storage access here.
+global-best PSO step, synchronous (every particle at once) or one particle at a time. No Optuna
+storage access here.
 
 Encoding (one real dimension per parameter):
 
@@ -145,6 +146,43 @@ def initial_swarm(enc: Encoding, n: int, rng: np.random.Generator, coef: Coeffic
     )
 
 
+def update_bests(swarm: Swarm, fitness: np.ndarray, generation: int) -> Swarm:
+    """The swarm with the results ``fitness`` of its positions ``x`` taken into the personal
+    and global bests (``improved_at`` becomes ``generation`` when the global best rises).
+    A particle without a result this time has fitness ``-inf`` and changes nothing."""
+    better = fitness > swarm.pbest_f
+    pbest_x = np.where(better[:, None], swarm.x, swarm.pbest_x)
+    pbest_f = np.where(better, fitness, swarm.pbest_f)
+    gbest_x, gbest_f, improved_at = swarm.gbest_x, swarm.gbest_f, swarm.improved_at
+    best = int(np.argmax(pbest_f))
+    if pbest_f[best] > gbest_f:
+        gbest_x, gbest_f, improved_at = pbest_x[best].copy(), float(pbest_f[best]), generation
+    return Swarm(swarm.x, swarm.v, pbest_x, pbest_f, gbest_x, gbest_f, improved_at)
+
+
+def move(
+    swarm: Swarm,
+    rows: slice | int,
+    enc: Encoding,
+    rng: np.random.Generator,
+    coef: Coefficients,
+) -> None:
+    """Move the particles ``rows`` of ``swarm`` in place, towards their personal bests and the
+    swarm's current global best.
+
+    v ← w·v + c1·r1·(pbest − x) + c2·r2·(gbest − x), r1, r2 ~ U(0, 1) per particle and
+    dimension, |v| clamped to clamp·range, x ← clip(x + v) to the bounds.
+    """
+    x, v = swarm.x[rows], swarm.v[rows]
+    r1, r2 = rng.random(x.shape), rng.random(x.shape)
+    social = 0.0 if swarm.gbest_x is None else coef.social * r2 * (swarm.gbest_x - x)
+    v = coef.inertia * v + coef.cognitive * r1 * (swarm.pbest_x[rows] - x) + social
+    limit = coef.velocity_clamp * (enc.high - enc.low)
+    v = np.clip(v, -limit, limit)
+    swarm.v[rows] = v
+    swarm.x[rows] = np.clip(x + v, enc.low, enc.high)
+
+
 def advance(
     swarm: Swarm,
     fitness: np.ndarray,
@@ -153,23 +191,9 @@ def advance(
     rng: np.random.Generator,
     coef: Coefficients,
 ) -> Swarm:
-    """Take the results of the swarm's generation, update the bests and move every particle.
-
-    v ← w·v + c1·r1·(pbest − x) + c2·r2·(gbest − x), r1, r2 ~ U(0, 1) per particle and
-    dimension, |v| clamped to clamp·range, x ← clip(x + v) to the bounds.
-    """
-    better = fitness > swarm.pbest_f
-    pbest_x = np.where(better[:, None], swarm.x, swarm.pbest_x)
-    pbest_f = np.where(better, fitness, swarm.pbest_f)
-    gbest_x, gbest_f, improved_at = swarm.gbest_x, swarm.gbest_f, swarm.improved_at
-    best = int(np.argmax(pbest_f))
-    if pbest_f[best] > gbest_f:
-        gbest_x, gbest_f, improved_at = pbest_x[best].copy(), float(pbest_f[best]), generation
-    n, d = swarm.x.shape
-    r1, r2 = rng.random((n, d)), rng.random((n, d))
-    social = 0.0 if gbest_x is None else coef.social * r2 * (gbest_x - swarm.x)
-    v = coef.inertia * swarm.v + coef.cognitive * r1 * (pbest_x - swarm.x) + social
-    limit = coef.velocity_clamp * (enc.high - enc.low)
-    v = np.clip(v, -limit, limit)
-    x = np.clip(swarm.x + v, enc.low, enc.high)
-    return Swarm(x, v, pbest_x, pbest_f, gbest_x, gbest_f, improved_at)
+    """One synchronous step: take the results of the swarm's generation into the bests,
+    then move every particle (:func:`move`). ``swarm`` itself is not changed."""
+    moved = update_bests(swarm, fitness, generation)
+    moved.x, moved.v = swarm.x.copy(), swarm.v.copy()
+    move(moved, slice(None), enc, rng, coef)
+    return moved

@@ -1,13 +1,20 @@
 """PSOSampler: a particle swarm whose state lives in the study's storage.
 
-The swarm advances in synchronous generations. Generation ``g`` has ``n_particles``
-positions, and each one is evaluated by one trial. The trial is tagged in its system
+The swarm advances in generations. Generation ``g`` has ``n_particles`` positions, and each
+one is evaluated by one trial. The trial is tagged in its system
 attributes with ``pso:generation``, ``pso:particle`` and ``pso:position`` (the real
 position), plus the host and process that claimed it. Once every particle of generation ``g``
 has a result, any worker can compute generation ``g + 1`` from the tagged trials alone:
 
 - the random numbers come from a generator seeded by (seed, generation);
 - a particle's result is its **lowest-numbered** claiming trial that counts.
+
+With ``update="asynchronous"`` (the authors' update) the particles of a generation after the
+first move one at a time instead: particle ``i`` moves once particles ``0 … i−1`` of its
+generation have results, from the global best that includes them, with random numbers seeded
+by (seed, generation, i). It is still computed from the tagged trials alone. With ``cache``, a
+particle whose position (or its key) matches one evaluated earlier takes that result and is
+never handed to a trial.
 
 The swarm is therefore a pure function of the storage. Several processes on one or many
 machines share one swarm, a study resumes after every worker was killed, and the results do
@@ -53,7 +60,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -65,7 +72,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from . import _compat as compat
-from ._swarm import Coefficients, Encoding, Swarm, advance, initial_swarm
+from ._swarm import Coefficients, Encoding, Swarm, advance, initial_swarm, move, update_bests
 from ._workers import fail_dead_workers, record_worker, this_thread_holds_all, worker_of
 
 _log = logging.getLogger(__name__)
@@ -122,19 +129,32 @@ class SparseInit:
 
 @dataclass
 class _View:
-    """Where the swarm stands: the open generation, its positions, which particles are free."""
+    """Where the swarm stands: the open generation, its positions, which particles are free,
+    and whether the busy trials are the last of the generation (no particle is left to hand
+    out before they finish)."""
 
     generation: int
     swarm: Swarm
     free: list[int]
     busy: list[FrozenTrial] = field(default_factory=list)
+    closing: bool = False
+
+
+@dataclass
+class _Start:
+    """The swarm at the start of a generation and the results seen before it (the position
+    cache: key → fitness)."""
+
+    swarm: Swarm
+    seen: dict[Hashable, float]
 
 
 class PSOSampler(BaseSampler):
     """Particle swarm optimisation as an Optuna sampler, with the swarm kept in storage.
 
-    Global-best topology, synchronous generations, r1 and r2 drawn per dimension, velocity
-    clamped to ``±velocity_clamp·range``, positions clipped to the bounds, uniform start.
+    Global-best topology, synchronous generations (or asynchronous updates, see ``update``),
+    r1 and r2 drawn per dimension, velocity clamped to ``±velocity_clamp·range``, positions
+    clipped to the bounds, uniform start.
     See the module docstring for how trials map to particles and how failures count, and
     :mod:`dicelab.tune._pso._swarm` for how parameters are encoded.
 
@@ -162,6 +182,20 @@ class PSOSampler(BaseSampler):
             detected: by the heartbeat on RDB storages, by process id on this host).
         raise_when_finished: raise :class:`SwarmFinished` for a trial that asks for a
             particle once a stopping rule is met (default: evaluate the best position).
+        update: ``"synchronous"`` (default): a generation moves at once, from the bests of
+            the previous generations, so all its particles are evaluated side by side.
+            ``"asynchronous"``: the particles of a generation move one after the other, each
+            reading the global best that includes the results of the particles before it (the
+            update of Altarabichi et al.'s ``Swarm.optimize``). After the first generation
+            only one particle can be evaluated at a time; other workers wait.
+        cache: reuse the result of a position already evaluated instead of handing it out
+            again (the authors cache by position). ``True`` keys a position by its decoded
+            parameter values; a callable keys it by its return value for those parameters
+            (e.g. the training configuration they make). A cache hit counts for its particle
+            exactly as the earlier result, and creates no trial. Use it for deterministic
+            objectives, where a repeat would give the same value. Needs ``max_generations`` or
+            ``patience``: a swarm that only revisits evaluated positions would never need
+            another trial.
 
     When a stopping rule is met, the sampler stops the study (``study.stop()``) after the
     trial that met it, so a plain ``study.optimize(objective, n_trials=...)`` ends cleanly: no
@@ -211,6 +245,8 @@ class PSOSampler(BaseSampler):
         poll_interval: float = 1.0,
         wait_timeout: float | None = 3600.0,
         raise_when_finished: bool = False,
+        update: Literal["synchronous", "asynchronous"] = "synchronous",
+        cache: bool | Callable[[Mapping[str, Any]], Hashable] = False,
     ) -> None:
         if search_space is not None and not search_space:
             raise ValueError("PSOSampler needs a non-empty search_space (or None: define-by-run)")
@@ -220,6 +256,10 @@ class PSOSampler(BaseSampler):
             raise ValueError(f"velocity_clamp must be > 0, got {velocity_clamp}")
         if wait_timeout is not None and not wait_timeout >= 0:
             raise ValueError(f"wait_timeout must be >= 0 or None, got {wait_timeout}")
+        if update not in ("synchronous", "asynchronous"):
+            raise ValueError(f"update must be 'synchronous' or 'asynchronous', got {update!r}")
+        if cache is not False and max_generations is None and patience is None:
+            raise ValueError("cache needs a stopping rule: max_generations or patience")
         self._declared = None if search_space is None else Encoding.of(search_space)
         self.n_particles = n_particles
         self.coefficients = Coefficients(inertia, cognitive, social, velocity_clamp)
@@ -240,8 +280,11 @@ class PSOSampler(BaseSampler):
         self.poll_interval = poll_interval
         self.wait_timeout = wait_timeout
         self.raise_when_finished = raise_when_finished
+        self.update = update
+        self.cache = cache
+        self._keys: dict[tuple[Any, ...], Hashable] = {}  # (study, *position) → cache key
         self._random = RandomSampler(seed=seed)
-        self._memo: dict[tuple[str, int], Swarm] = {}  # (study, generation) → swarm
+        self._memo: dict[tuple[str, int], _Start] = {}  # (study, generation) → its start
         self._inferred: dict[str, Encoding] = {}  # study → its define-by-run space
         self._latest: dict[str, int] = {}  # study → its latest generation computed
         self._warned: set[int] = set()  # trials said to be evaluated off their position
@@ -266,15 +309,15 @@ class PSOSampler(BaseSampler):
         tid = compat.trial_id(trial)
         record_worker(study, tid)
         quiet = False
-        claimed: tuple[int, int] | None = None
+        claimed: tuple[int, int, np.ndarray] | None = None
         for _attempt in range(_CLAIM_ATTEMPTS):
-            if claimed is not None and self._holds(study, trial.number, claimed):
+            if claimed is not None and self._holds(study, trial.number, claimed[:2]):
                 break
             view = self._claim_free_particle(study, enc, trial.number, tid, quiet)
             if view == "finished":  # the swarm has stopped: an extra evaluation of its best
                 study.stop()
                 compat.set_trial_system_attr(study, tid, EXTRA, True)
-                swarm = self._memo[(study.study_name, self._latest.get(study.study_name, 0))]
+                swarm = self._memo[(study.study_name, self._latest.get(study.study_name, 0))].swarm
                 assert swarm.gbest_x is not None  # a stopping rule needs a finished generation
                 return self._complete(study, trial, enc.decode(swarm.gbest_x), search_space)
             if view == "stuck":  # every particle is held by this thread's open trials
@@ -289,9 +332,7 @@ class PSOSampler(BaseSampler):
             claimed = view
         # After the last attempt a claim stands even if it is a duplicate (counted once).
         assert claimed is not None
-        generation, particle = claimed
-        position = enc.decode(self._memo[(study.study_name, generation)].x[particle])
-        return self._complete(study, trial, position, search_space)
+        return self._complete(study, trial, enc.decode(claimed[2]), search_space)
 
     def _complete(
         self,
@@ -314,9 +355,9 @@ class PSOSampler(BaseSampler):
 
     def _claim_free_particle(
         self, study: optuna.Study, enc: Encoding, number: int, trial_id: int, quiet: bool
-    ) -> tuple[int, int] | Literal["finished", "stuck"]:
-        """Claim a free particle of the open generation for trial ``number`` (its generation
-        and index); ``"finished"`` (or SwarmFinished, with ``raise_when_finished``) once a
+    ) -> tuple[int, int, np.ndarray] | Literal["finished", "stuck"]:
+        """Claim a free particle of the open generation for trial ``number`` (its generation,
+        index and position); ``"finished"`` (or SwarmFinished, with ``raise_when_finished``) once a
         stopping rule is met; ``"stuck"`` when every particle is held by open trials of this
         very thread, which cannot finish while it waits. Raises :class:`SwarmWaitTimeout`
         after ``wait_timeout`` seconds in which the trials holding the particles stayed the
@@ -358,8 +399,9 @@ class PSOSampler(BaseSampler):
     @staticmethod
     def _write_claim(
         study: optuna.Study, trial_id: int, number: int, view: _View
-    ) -> tuple[int, int]:
-        """Tag the trial with a free particle of ``view``'s generation; (generation, particle)."""
+    ) -> tuple[int, int, np.ndarray]:
+        """Tag the trial with a free particle of ``view``'s generation; (generation, particle,
+        position)."""
         # Workers that wake together at a generation barrier would all take the first free
         # particle; starting from the trial number spreads them out.
         particle = view.free[number % len(view.free)]
@@ -371,7 +413,7 @@ class PSOSampler(BaseSampler):
             (GENERATION, view.generation),
         ):
             compat.set_trial_system_attr(study, trial_id, key, value)
-        return view.generation, particle
+        return view.generation, particle, view.swarm.x[particle].copy()
 
     def _timeout_message(self, number: int, view: _View) -> str:
         """What a trial that gave up waiting says: who holds the particles and what to do."""
@@ -432,7 +474,7 @@ class PSOSampler(BaseSampler):
         view = self._current(study)
         if view is None:
             return
-        last = not view.free and [t.number for t in view.busy] == [trial.number]
+        last = view.closing and [t.number for t in view.busy] == [trial.number]
         complete = view.generation + 1 if last else view.generation
         if self._finished(view) or (
             self.max_generations is not None and complete >= self.max_generations
@@ -544,42 +586,145 @@ class PSOSampler(BaseSampler):
         # never changes (new trials only claim the open one): start from there.
         generation = self._latest.get(key, 0)
         if generation == 0 and (key, 0) not in self._memo:
-            self._memo[(key, 0)] = self._first_swarm(study, enc)
-        swarm = self._memo[(key, generation)]
+            self._memo[(key, 0)] = _Start(self._first_swarm(study, enc), {})
+        start = self._memo[(key, generation)]
         claims: dict[tuple[int, int], list[FrozenTrial]] = {}
         for t in study.get_trials(deepcopy=False):
             g, i = t.system_attrs.get(GENERATION), t.system_attrs.get(PARTICLE)
             if g is not None and i is not None and g >= generation:
                 claims.setdefault((int(g), int(i)), []).append(t)
-        sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
         while True:
-            fitness = np.empty(self.n_particles)
-            evaluated = swarm.x.copy()  # where each particle was evaluated
-            free: list[int] = []
-            busy: list[FrozenTrial] = []
-            for i in range(self.n_particles):
-                trials = sorted(claims.get((generation, i), []), key=lambda t: t.number)
-                status, value, live = self._result(trials)
-                if status == "open":
-                    free.append(i)
-                elif status == "busy":
-                    busy.extend(live)
-                else:
-                    fitness[i] = sign * value if math.isfinite(value) else -math.inf
-                    if live:  # a complete trial: the swarm learns the point it evaluated
-                        at = self._evaluated_at(live[0], swarm.x[i], enc)
-                        if at is None:
-                            fitness[i] = -math.inf
-                        else:
-                            evaluated[i] = at
-            if free or busy:
-                return _View(generation, swarm, free, busy)
-            rng = np.random.default_rng([self._seed(study), 1, generation])
-            moved = dataclasses.replace(swarm, x=evaluated)
-            swarm = advance(moved, fitness, generation, enc, rng, self.coefficients)
+            if self._finished(_View(generation, start.swarm, [])):
+                # Cached generations need no trial: the walk must stop at the rule itself.
+                return _View(generation, start.swarm, [])
+            if self.update == "asynchronous" and generation > 0:
+                walked = self._one_by_one(study, enc, generation, start, claims)
+            else:
+                walked = self._at_once(study, enc, generation, start, claims)
+            if isinstance(walked, _View):
+                return walked
             generation += 1
-            self._memo[(key, generation)] = swarm
+            start = self._memo[(key, generation)] = walked
             self._latest[key] = generation
+
+    def _at_once(
+        self,
+        study: optuna.Study,
+        enc: Encoding,
+        generation: int,
+        start: _Start,
+        claims: dict[tuple[int, int], list[FrozenTrial]],
+    ) -> _View | _Start:
+        """A generation whose positions are all known at its start (every generation of a
+        synchronous swarm, the first of an asynchronous one): its view while a particle is
+        open or busy, else the start of the next generation."""
+        swarm = start.swarm
+        fitness = np.empty(self.n_particles)
+        evaluated = swarm.x.copy()  # where each particle was evaluated
+        free: list[int] = []
+        busy: list[FrozenTrial] = []
+        for i in range(self.n_particles):
+            status, value, at, live = self._particle(study, enc, generation, i, swarm.x[i],
+                                                     start.seen, claims)  # fmt: skip
+            if status == "open":
+                free.append(i)
+            elif status == "busy":
+                busy.extend(live)
+            else:
+                fitness[i], evaluated[i] = value, at
+        if free or busy:
+            return _View(generation, swarm, free, busy, closing=not free)
+        seen = dict(start.seen)
+        for i in range(self.n_particles):
+            self._remember(seen, study, enc, evaluated[i], fitness[i])
+        moved = dataclasses.replace(swarm, x=evaluated)
+        if self.update == "asynchronous":  # the particles move one by one from now on
+            return _Start(update_bests(moved, fitness, generation), seen)
+        rng = np.random.default_rng([self._seed(study), 1, generation])
+        return _Start(advance(moved, fitness, generation, enc, rng, self.coefficients), seen)
+
+    def _one_by_one(
+        self,
+        study: optuna.Study,
+        enc: Encoding,
+        generation: int,
+        start: _Start,
+        claims: dict[tuple[int, int], list[FrozenTrial]],
+    ) -> _View | _Start:
+        """A generation of the asynchronous swarm: particle ``i`` moves once the results of
+        the particles before it are in the bests, with random numbers seeded by (seed,
+        generation, i). Its view at the first particle without a result, else the start of
+        the next generation."""
+        swarm = dataclasses.replace(start.swarm, x=start.swarm.x.copy(), v=start.swarm.v.copy())
+        seen = dict(start.seen)
+        last = self.n_particles - 1
+        for i in range(self.n_particles):
+            move(swarm, i, enc, np.random.default_rng([self._seed(study), 1, generation, i]),
+                 self.coefficients)  # fmt: skip
+            status, value, at, live = self._particle(study, enc, generation, i, swarm.x[i],
+                                                     seen, claims)  # fmt: skip
+            if status == "open":
+                return _View(generation, swarm, [i])
+            if status == "busy":
+                return _View(generation, swarm, [], live, closing=i == last)
+            swarm.x[i] = at
+            fitness = np.full(self.n_particles, -math.inf)
+            fitness[i] = value
+            swarm = update_bests(swarm, fitness, generation)
+            self._remember(seen, study, enc, at, value)
+        return _Start(swarm, seen)
+
+    def _particle(
+        self,
+        study: optuna.Study,
+        enc: Encoding,
+        generation: int,
+        i: int,
+        position: np.ndarray,
+        seen: Mapping[Hashable, float],
+        claims: dict[tuple[int, int], list[FrozenTrial]],
+    ) -> tuple[str, float, np.ndarray, list[FrozenTrial]]:
+        """Particle ``i`` of ``generation`` at ``position``: ("done", fitness, the position
+        evaluated, []) from the cache or its claiming trials, ("busy", nan, position, live
+        trials) or ("open", nan, position, [])."""
+        if self.cache is not False and self._cache_key(study, enc, position) in seen:
+            return "done", seen[self._cache_key(study, enc, position)], position, []
+        trials = sorted(claims.get((generation, i), []), key=lambda t: t.number)
+        status, value, live = self._result(trials)
+        if status != "done":
+            return status, math.nan, position, live
+        sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
+        fitness = sign * value if math.isfinite(value) else -math.inf
+        if live:  # a complete trial: the swarm learns the point it evaluated
+            at = self._evaluated_at(live[0], position, enc)
+            if at is None:
+                return "done", -math.inf, position, []
+            return "done", fitness, at, []
+        return "done", fitness, position, []
+
+    def _cache_key(self, study: optuna.Study, enc: Encoding, position: np.ndarray) -> Hashable:
+        """The cache key of a position: its decoded values, or ``cache``'s key for them."""
+        point = (study.study_name, *(float(v) for v in position))
+        if point not in self._keys:
+            params = enc.decode(position)
+            self._keys[point] = (
+                self.cache(params)
+                if callable(self.cache)
+                else tuple(params[name] for name in enc.names)
+            )
+        return self._keys[point]
+
+    def _remember(
+        self,
+        seen: dict[Hashable, float],
+        study: optuna.Study,
+        enc: Encoding,
+        position: np.ndarray,
+        fitness: float,
+    ) -> None:
+        """Record a result in the position cache (the first result of a key stays)."""
+        if self.cache is not False:
+            seen.setdefault(self._cache_key(study, enc, position), fitness)
 
     def _evaluated_at(
         self, trial: FrozenTrial, position: np.ndarray, enc: Encoding
