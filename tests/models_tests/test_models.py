@@ -19,6 +19,7 @@ SHAPES: dict[str, list[tuple[int, ...]]] = {
     "wideresnet": IMAGE_SHAPES,
     "cnn1d": SEQUENCE_SHAPES + [(40,)],
     "mlp1d": SEQUENCE_SHAPES + [(40,)],
+    "vit": IMAGE_SHAPES,
 }
 #: Small options for the big networks, to keep the tests fast.
 FAST_OPTIONS: dict[str, dict[str, object]] = {

@@ -1,10 +1,11 @@
-"""The model zoo: the paper's networks, CIFAR ResNet-18, WideResNet and the MNIST-1D baselines.
+"""The model zoo: the paper's networks, ResNet-18, WideResNet, a small ViT, MNIST-1D baselines.
 
 Models are built by name with :func:`build_model` (or from a user's ``package.module:function``)
 and listed by :func:`list_models`. They contain no randomness techniques: dropout, noise and the
-like attach later through forward hooks on ``nn.Conv*``, ``nn.Linear`` and ``nn.ReLU`` modules,
-so every activation is its own ``nn.ReLU`` module, called once per forward pass. Weights keep
-PyTorch's default initialisation, drawn from the global RNG (the trainer seeds and forks it).
+like attach later through forward hooks on ``nn.Conv*``, ``nn.Linear`` and activation modules,
+so every activation is its own module (``nn.ReLU``; ``nn.GELU`` in the ViT), called once per
+forward pass. Weights keep PyTorch's default initialisation, drawn from the global RNG (the
+trainer seeds and forks it).
 
 BatchNorm presets: every BatchNorm layer takes ``(momentum, eps)`` from
 :data:`BATCHNORM_PRESETS`. The default is ``"pytorch"`` (0.1, 1e-5), not the authors' Keras
@@ -26,6 +27,7 @@ from dicelab.models.fc import FullyConnected
 from dicelab.models.mnist1d import MLP1D, ConvNet1D
 from dicelab.models.resnet import BasicBlock, ResNet18
 from dicelab.models.vgg import VGG
+from dicelab.models.vit import ViT
 from dicelab.models.wideresnet import WideBasicBlock, WideResNet
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "MODELS",
     "MLP1D",
     "VGG",
+    "ViT",
     "BasicBlock",
     "ConvNet1D",
     "FullyConnected",
