@@ -342,6 +342,7 @@ def test_error_reduction_table() -> None:
             "std": 0.014,
             "error": 0.21,
             "n": 2,
+            "diverged": 0,
             "error_reduction": None,
         },
         {
@@ -350,10 +351,33 @@ def test_error_reduction_table() -> None:
             "std": 0.007,
             "error": 0.105,
             "n": 2,
+            "diverged": 0,
             "error_reduction": 0.5,
         },
     ]
-    assert "| best | 0.8950 | 0.0070 | 0.1050 | 2 | 0.5000 |" in tables.to_markdown(table)
+    assert "| best | 0.8950 | 0.0070 | 0.1050 | 2 | 0 | 0.5000 |" in tables.to_markdown(table)
+
+
+def test_error_reduction_table_of_a_diverged_best() -> None:
+    """Every run of the best configuration diverged: no numbers, never NaN, and the count."""
+    gone = [{"seed": 4, "epoch": 1, "message": "m"}, {"seed": 5, "epoch": 2, "message": "m"}]
+    evaluation = {
+        **EVALUATION,
+        "best": {"test_accuracy": [], "mean": None, "std": None, "error": None, "runs": 2,
+                 "diverged": gone},
+        "error_reduction": None,
+    }  # fmt: skip
+    table = tables.error_reduction_table(evaluation)
+    assert table[1] == {
+        "configuration": "best",
+        "mean": None,
+        "std": None,
+        "error": None,
+        "n": 0,
+        "diverged": 2,
+        "error_reduction": None,
+    }
+    assert "| best | — | — | — | 0 | 2 | — |" in tables.to_markdown(table)
 
 
 def test_error_reduction_table_rejects_other_json() -> None:
@@ -524,6 +548,17 @@ def test_ablation_effects_have_welch_intervals() -> None:
     assert (first["low"], first["high"]) == pytest.approx((interval.low, interval.high))
     assert effects[1]["low"] is None and effects[1]["p"] is None  # one seed: no interval
     assert tables.ablation_effects(rows[1:]) == []
+
+
+def test_ablation_effects_leave_out_variants_whose_every_run_diverged() -> None:
+    rows = [
+        {"name": "best", "kind": "reference", "test_accuracy": [0.97, 0.98, 0.99]},
+        {"name": "without dropout", "kind": "component", "test_accuracy": []},
+        {"name": "baseline", "kind": "reference", "test_accuracy": [0.9, 0.91]},
+    ]
+    assert [e["name"] for e in tables.ablation_effects(rows)] == ["baseline"]
+    gone = [{**rows[0], "test_accuracy": []}, *rows[1:]]
+    assert tables.ablation_effects(gone) == []  # no reference to measure a change from
 
 
 # --- scale -----------------------------------------------------------------------------------

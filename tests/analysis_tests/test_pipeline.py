@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dicelab import reproduce as rep
-from dicelab.analysis.ablation import ablate, category_of, variants
+from dicelab.analysis.ablation import AblationRow, ablate, category_of, markdown, variants
 from dicelab.cli import main
 from dicelab.config import load_config, to_dict
 from dicelab.paper_space import GENES
@@ -107,6 +107,50 @@ def test_ablate_retrains_every_variant_and_reports_changes(
     assert "Δ ± s.e." in capsys.readouterr().out
 
 
+def test_ablate_with_a_diverged_best_reports_every_row(data_root: Path, tmp_path: Path) -> None:
+    """The best trial is lr 0.1 (the lr gene's end), which diverges on this task in the first
+    epoch from lr 0.05 on; every variant that resets lr trains. The ablation is not cut
+    short: each row is written, the best one as diverged, and no Δ is made up."""
+    from optuna.trial import create_trial
+
+    from dicelab.reports.html import build_report
+    from dicelab.tune.search import open_study
+
+    config = load_config(None, [*TINY, "data.train_limit=1000", f"data.root={data_root}"])
+    options = SearchOptions(out=str(tmp_path), genes=["lr"], threads=1, config=to_dict(config))
+    distributions = options.space().distributions()
+    open_study(options).add_trial(
+        create_trial(params={"lr": 1.0}, distributions=distributions, value=0.5)
+    )
+    rows = ablate(options, epochs=1, repeats=2)
+    assert [r.name for r in rows] == ["best", "without lr", "without optimization", "baseline"]
+    best = rows[0]
+    assert best.mean is None and best.runs == 2 and [d["seed"] for d in best.diverged] == [0, 1]
+    for row in rows[1:]:
+        assert len(row.test_accuracy) == 2 and row.diverged == []
+        assert row.delta is None and row.delta_se is None and row.p_value is None
+    saved = json.loads((tmp_path / "ablation.json").read_text())
+    assert saved["divergences"] == ["best: 2 of 2 runs diverged (seeds 0, 1)"]
+    table = (tmp_path / "ablation.md").read_text()
+    assert "| reference | best | — | diverged (2/2) | — | — |" in table
+    assert "left out of the means and of Δ: best: 2 of 2 runs diverged (seeds 0, 1)." in table
+    page = build_report(tmp_path).read_text()
+    assert "best: 2 of 2 runs diverged (seeds 0, 1)" in page and "<td>2/2</td>" in page
+
+
+def test_ablation_markdown_marks_a_partly_diverged_variant() -> None:
+    best = AblationRow("reference", "best", [], [0.97, 0.98, 0.99], 0.98, 0.01, None, None,
+                       None, runs=3, diverged=[])  # fmt: skip
+    partly = AblationRow(
+        "component", "without dropout", ["dropout"], [0.95, 0.96], 0.955, 0.0071, -0.025,
+        0.008, 0.04, runs=3, diverged=[{"seed": 2, "epoch": 5, "message": "m"}],
+    )  # fmt: skip
+    table = markdown([best, partly], epochs=10, repeats=3)
+    assert "| without dropout | dropout | 0.9550 ± 0.0071 (1/3 diverged) | -0.0250 ±" in table
+    assert "of Δ: without dropout: 1 of 3 runs diverged (seed 2)." in table
+    assert "diverged" not in markdown([best], epochs=10, repeats=3)
+
+
 def test_analyze_command_writes_the_tables(
     data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -161,6 +205,33 @@ def test_reduction_words_give_the_delta_method_standard_error() -> None:
     # 0.5 · (0.01 / 0.1) / √4 = 2.5%
     assert paper1._reduction_words(summary) == "error reduction 50.0% ± 2.5% (s.e., 4 seeds)"
     assert paper1._reduction_words({"error_reduction": None}) == "(no errors)"
+
+
+def test_reduction_words_name_the_diverged_runs() -> None:
+    """The reduction over the completed runs (5 baseline seeds, 4 of the best: each side's
+    own n in the standard error) says which runs it leaves out; with no completed run of a
+    side there is no reduction, and the words say why."""
+    summary = {
+        "error_reduction": 0.5,
+        "error_reduction_note": None,
+        "best": {"test_accuracy": [0.9] * 4, "error": 0.1, "std": 0.01},
+        "baseline": {"test_accuracy": [0.8] * 5, "error": 0.2, "std": 0.0},
+        "divergences": ["best: 1 of 5 runs diverged (seed 3)"],
+    }
+    assert paper1._reduction_words(summary) == (
+        "error reduction 50.0% ± 2.5% (s.e., 4 and 5 seeds), over the completed runs; "
+        "best: 1 of 5 runs diverged (seed 3)"
+    )
+    gone = {
+        **summary,
+        "error_reduction": None,
+        "error_reduction_note": "no run of best completed",
+        "divergences": ["best: 5 of 5 runs diverged (seeds 0, 1, 2, 3, 4)"],
+    }
+    assert paper1._reduction_words(gone) == (
+        "(no error reduction: no run of best completed; "
+        "best: 5 of 5 runs diverged (seeds 0, 1, 2, 3, 4))"
+    )
 
 
 def test_smoke_scale_searches_a_task_with_headroom() -> None:

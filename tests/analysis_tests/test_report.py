@@ -235,6 +235,55 @@ def test_a_best_that_is_not_the_baseline_gives_no_null_sentence(tmp_path: Path) 
     assert "is the no-randomness baseline" not in page
 
 
+def test_diverged_retraining_runs_are_named_and_left_out_of_every_mean(tmp_path: Path) -> None:
+    """A partly diverged best, a variant and a method whose every run diverged: the report is
+    written, nothing shows NaN, and each section names the diverged seeds."""
+    folder = results_folder(tmp_path)
+    evaluation = json.loads((folder / "evaluation.json").read_text())
+    evaluation["best"].update(
+        runs=3, diverged=[{"seed": 5, "epoch": 4, "message": "the training loss became NaN"}]
+    )
+    (folder / "evaluation.json").write_text(json.dumps(evaluation))
+    ablation = json.loads((folder / "ablation.json").read_text())
+    for row in ablation["rows"]:
+        row.update(runs=2, diverged=[])
+    ablation["rows"][1].update(
+        test_accuracy=[], mean=None, std=None,
+        diverged=[{"seed": s, "epoch": 1, "message": "m"} for s in (3, 4)],
+    )  # fmt: skip
+    (folder / "ablation.json").write_text(json.dumps(ablation))
+    comparison = json.loads((folder / "comparison.json").read_text())
+    for row in comparison["rows"]:
+        row.update(runs=1, diverged=[])
+    comparison["rows"].append(
+        {"method": "rwp", "mean": None, "std": None, "test_accuracy": [], "updates": None,
+         "runs": 1, "diverged": [{"seed": 0, "epoch": 2, "message": "m"}]}
+    )  # fmt: skip
+    (folder / "comparison.json").write_text(json.dumps(comparison))
+    page = build_report(folder).read_text()
+    assert page.count("NaN") == page.count("NaN or infinite") and "nan" not in page
+    assert "best: 1 of 3 runs diverged (seed 5)" in summary_of(page)
+    assert "Relative test-error reduction: 44.4%" in page
+    without = html.escape(f"without {HOSTILE}")
+    assert f"{without}: 2 of 2 runs diverged (seeds 3, 4)" in page
+    assert "rwp: 1 of 1 runs diverged (seed 0)" in page
+    assert page.count("<td>2/2</td>") == 1 and page.count("<td>1/1</td>") == 1
+    assert len(svgs(page)) == 5  # the ablation and the comparison still have their figures
+
+
+def test_an_evaluation_whose_best_never_completed_says_why(tmp_path: Path) -> None:
+    folder = results_folder(tmp_path)
+    evaluation = json.loads((folder / "evaluation.json").read_text())
+    evaluation["best"] = {"test_accuracy": [], "mean": None, "std": None, "error": None,
+                          "runs": 2, "diverged": [{"seed": 3}, {"seed": 4}]}  # fmt: skip
+    evaluation["error_reduction"] = None
+    evaluation["error_reduction_note"] = "no run of best completed"
+    (folder / "evaluation.json").write_text(json.dumps(evaluation))
+    page = build_report(folder).read_text()
+    assert "Relative test-error reduction: n/a (no run of best completed)" in page
+    assert "every run of the best configuration diverged" in summary_of(page)
+
+
 def test_best_trial_table_shows_real_values_and_gene_names(tmp_path: Path) -> None:
     page = build_report(results_folder(tmp_path)).read_text()
     study = optuna.load_study(

@@ -20,6 +20,7 @@ from dicelab.reproduce.paper3 import (
     METHODS,
     PAPER3_SCALES,
     add_welch_p,
+    comparison_lines,
     method_configs,
     recipe_fields,
 )
@@ -134,6 +135,53 @@ def test_welch_p_values_compare_with_sgd_and_sam_of_the_same_benchmark() -> None
     assert rwp_a["p_vs_sgd"] > 0.5 and rwp_a["p_vs_sam"] < 1e-3
     assert none_b["p_vs_sam"] is None  # no SAM in benchmark b
     assert rwp_b["p_vs_sgd"] is None  # no spread in either sample: undefined, not NaN
+
+
+def test_comparison_of_a_method_with_diverged_runs() -> None:
+    """A method's diverged runs are left out of its numbers and named; one whose every run
+    diverged shows as such, with no p-value, and never as NaN."""
+
+    def row(method: str, accs: list[float], diverged: list[int]) -> dict[str, Any]:
+        done = len(accs) > 0
+        return {
+            "method": method, "benchmark": "", "optimizer": method, "test_accuracy": accs,
+            "mean": sum(accs) / len(accs) if done else None, "std": 0.01 if done else None,
+            "runs": len(accs) + len(diverged),
+            "diverged": [{"seed": s, "epoch": 3, "message": "m"} for s in diverged],
+        }  # fmt: skip
+
+    rows = [
+        row("none", [0.80, 0.81, 0.79], []),
+        row("sam", [0.85, 0.86], [2]),
+        row("rwp", [], [0, 1, 2]),
+        row("arwp", [0.82], [0, 1]),
+    ]
+    add_welch_p(rows)
+    none, sam, rwp, arwp = rows
+    assert sam["p_vs_sgd"] is not None and sam["p_vs_sgd"] < 0.05  # over its completed runs
+    assert rwp["p_vs_sgd"] is None and rwp["p_vs_sam"] is None
+    assert arwp["p_vs_sgd"] is None  # one completed run: no test
+    lines = comparison_lines(rows)
+    assert "0.8550 ± 0.0100 (1/3 diverged)" in lines[2]
+    assert lines[3].split()[:3] == ["rwp", "diverged", "(3/3)"]
+    assert lines[5:] == [
+        "diverged, left out of the means: sam: 1 of 3 runs diverged (seed 2)",
+        "diverged, left out of the means: rwp: 3 of 3 runs diverged (seeds 0, 1, 2)",
+        "diverged, left out of the means: arwp: 2 of 3 runs diverged (seeds 0, 1)",
+    ]
+    assert not any("nan" in line for line in lines)
+
+
+def test_updates_come_from_a_completed_run(tmp_path: Path) -> None:
+    """A diverged run's result.json counts only the updates before it diverged."""
+    for seed, updates in ((0, 7), (1, 30)):
+        folder = tmp_path / f"sam-seed{seed}"
+        folder.mkdir()
+        (folder / "result.json").write_text(json.dumps({"updates": updates}))
+    got = {"seeds": [0, 1], "diverged": [{"seed": 0, "epoch": 2, "message": "m"}]}
+    assert paper3._updates(tmp_path, "sam", got) == 30
+    gone = {"seeds": [0, 1], "diverged": [{"seed": 0}, {"seed": 1}]}
+    assert paper3._updates(tmp_path, "sam", gone) is None
 
 
 @pytest.fixture

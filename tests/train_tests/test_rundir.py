@@ -291,6 +291,19 @@ def test_finished_result_reads_results_of_other_versions(tmp_path: Path) -> None
     assert result is not None and result.test_acc == 0.5 and result.torch_threads is None
 
 
+def test_finished_result_reads_a_diverged_run_only_when_asked(tmp_path: Path) -> None:
+    """``train --resume`` continues a diverged run (the default counts only completed runs);
+    retraining for evaluate asks for diverged runs too, to read them back."""
+    diverged = RunResult(
+        "diverged", 1, None, None, None, None, None, 8, 256, 1.0, "h", None, "0", "2", "cpu",
+        message="the training loss became NaN or infinite in epoch 2",
+    )  # fmt: skip
+    (tmp_path / RESULT).write_text(json.dumps(asdict(diverged)))
+    assert finished_result(tmp_path, "h") is None
+    assert finished_result(tmp_path, "h", ("completed", "diverged")) == diverged
+    assert finished_result(tmp_path, "other", ("completed", "diverged")) is None
+
+
 def test_lock_owner_pid_is_read_while_being_written(tmp_path: Path) -> None:
     """A refused claim waits briefly for the owner's pid rather than printing an empty one."""
     with claim_run_dir(tmp_path):

@@ -14,6 +14,11 @@ seeds), as the authors' ablation cells do:
 Each row gives the test accuracy (mean ± std over seeds), its change from the best
 configuration, the standard error of that change, sqrt(s²_a/n_a + s²_b/n_b), and Welch's
 t-test p-value. The best configuration and the full baseline are the two reference rows.
+
+A run that diverges (NaN or infinite loss or weights) does not stop the ablation: a row's
+numbers are over its completed runs, the table marks the share that diverged, and a line
+under it names the seeds (:func:`dicelab.tune.evaluate.retrain`). A variant none of whose
+runs completed has no mean, and no change from the best configuration: "diverged (3/3)".
 """
 
 from __future__ import annotations
@@ -22,13 +27,14 @@ import math
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from scipy import stats
 
 from dicelab import _atomic, paper_space
 from dicelab.config import config_hash
 from dicelab.techniques import TECHNIQUES
-from dicelab.tune.evaluate import best_trial, retrain
+from dicelab.tune.evaluate import accuracy_text, best_trial, divergence_note, retrain
 from dicelab.tune.objective import SearchSpace, configure
 from dicelab.tune.search import SearchOptions, open_study
 
@@ -46,17 +52,20 @@ def category_of(gene: paper_space.Gene) -> str:
 
 @dataclass
 class AblationRow:
-    """One retrained variant and its change from the best configuration."""
+    """One retrained variant and its change from the best configuration, over the runs that
+    completed (mean and std are None when none did, and then so is the change)."""
 
     kind: str  # "reference", "component" or "category"
     name: str
     reset: list[str]  # the genes set back to their baseline
-    test_accuracy: list[float]
-    mean: float
-    std: float
+    test_accuracy: list[float]  # of the completed runs
+    mean: float | None
+    std: float | None
     delta: float | None  # mean − the best configuration's mean
     delta_se: float | None
     p_value: float | None
+    runs: int  # how many were run, completed or not
+    diverged: list[dict[str, Any]]  # {"seed", "epoch", "message"} of each diverged run
 
 
 def variants(
@@ -94,7 +103,7 @@ def ablate(
     say: Callable[[str], None] | None = None,
 ) -> list[AblationRow]:
     """Retrain the best configuration and every ablation of it; write ablation.json/.md.
-    ``say`` gets one progress line per finished run."""
+    ``say`` gets one progress line per ended run (completed or diverged)."""
     study = open_study(options)
     best = dict(best_trial(study).params)
     space = options.space()
@@ -125,7 +134,7 @@ def ablate(
     for kind, name, reset in plan:
         got = results[_folder(name)]
         delta = se = p = None
-        if name != "best":
+        if name != "best" and got["mean"] is not None and best_result["mean"] is not None:
             delta = got["mean"] - best_result["mean"]
             n_a, n_b = len(got["test_accuracy"]), len(best_result["test_accuracy"])
             se = math.sqrt(got["std"] ** 2 / n_a + best_result["std"] ** 2 / n_b)
@@ -137,7 +146,17 @@ def ablate(
                 )
         rows.append(
             AblationRow(
-                kind, name, reset, got["test_accuracy"], got["mean"], got["std"], delta, se, p
+                kind,
+                name,
+                reset,
+                got["test_accuracy"],
+                got["mean"],
+                got["std"],
+                delta,
+                se,
+                p,
+                runs=got["runs"],
+                diverged=got["diverged"],
             )
         )
     summary = {
@@ -146,6 +165,7 @@ def ablate(
         "repeats": repeats,
         "inactive": inactive,
         "rows": [asdict(r) for r in rows],
+        "divergences": divergences(rows),
     }
     _atomic.write_json(Path(options.out) / ABLATION, summary)
     table = markdown(rows, best_result["epochs"], repeats, inactive)
@@ -157,10 +177,17 @@ def _folder(name: str) -> str:
     return name.replace(" ", "-")
 
 
+def divergences(rows: list[AblationRow]) -> list[str]:
+    """One line per variant with a diverged run (:func:`dicelab.tune.evaluate.divergence_note`)."""
+    notes = (divergence_note(r.name, asdict(r)) for r in rows)
+    return [note for note in notes if note is not None]
+
+
 def markdown(
     rows: list[AblationRow], epochs: int, repeats: int, inactive: Collection[str] = ()
 ) -> str:
-    """The ablation as a markdown table."""
+    """The ablation as a markdown table; a variant with diverged runs shows their share in its
+    accuracy cell, and a line under the table names their seeds."""
     lines = [
         f"Ablations of the best configuration: {epochs} epochs on the full training set, "
         f"{repeats} seeds each. Δ is the change in mean test accuracy from the best "
@@ -173,8 +200,16 @@ def markdown(
         reset = ", ".join(r.reset) if r.kind != "reference" or r.name != "baseline" else "all"
         delta = "—" if r.delta is None else f"{r.delta:+.4f} ± {r.delta_se:.4f}"
         p = "—" if r.p_value is None else f"{r.p_value:.3g}"
-        accuracy = f"{r.mean:.4f} ± {r.std:.4f}"
+        accuracy = accuracy_text(asdict(r))
         lines.append(f"| {r.kind} | {r.name} | {reset or '—'} | {accuracy} | {delta} | {p} |")
+    notes = divergences(rows)
+    if notes:
+        lines += [
+            "",
+            "Diverged (NaN or infinite loss or weights), left out of the means and of Δ: "
+            + "; ".join(notes)
+            + ".",
+        ]
     if inactive:
         lines += [
             "",

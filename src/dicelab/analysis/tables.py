@@ -170,9 +170,10 @@ def importance_table(importances: Mapping[str, Mapping[str, float]]) -> list[dic
 def error_reduction_table(evaluation: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The baseline and best rows of an ``evaluation.json`` summary, with the error reduction.
 
-    Columns: configuration, mean, std, error (of the test accuracy over the seeds), n (the
-    seeds), error_reduction (``1 − err_best/err_baseline``; on the best row only, None when
-    the baseline makes no errors).
+    Columns: configuration, mean, std, error (of the test accuracy over the seeds that
+    completed; None when none did), n (those seeds), diverged (the runs that diverged, left
+    out of the other columns), error_reduction (``1 − err_best/err_baseline``; on the best
+    row only, None when the baseline makes no errors or a side has no completed run).
 
     Raises:
         ConfigError: the mapping is not an ``evaluation.json`` summary.
@@ -192,14 +193,20 @@ def error_reduction_table(evaluation: Mapping[str, Any]) -> list[dict[str, Any]]
         rows.append(
             {
                 "configuration": name,
-                "mean": float(entry["mean"]),
-                "std": float(entry["std"]),
-                "error": float(entry["error"]),
+                "mean": _number(entry["mean"]),
+                "std": _number(entry["std"]),
+                "error": _number(entry["error"]),
                 "n": n,
-                "error_reduction": None if reduction is None else float(reduction),
+                "diverged": len(entry.get("diverged") or []),
+                "error_reduction": _number(reduction),
             }
         )
     return rows
+
+
+def _number(value: Any) -> float | None:
+    """A number of a summary as a float; None stays None (no run to average)."""
+    return None if value is None else float(value)
 
 
 def correlation_cells(
@@ -509,14 +516,16 @@ def ablation_effects(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
     ``rows`` are the rows of ``ablation.json`` (name, kind, test_accuracy, mean...); the row
     named ``"best"`` is the reference. One dict per other row: name, kind, delta, low, high,
-    p (see :func:`difference`). Empty without a ``"best"`` row.
+    p (see :func:`difference`), over the seeds that completed. Empty without a ``"best"`` row
+    with a completed seed; a row none of whose seeds completed (every one diverged) has no
+    effect and is left out.
     """
     best = next((r for r in rows if r["name"] == "best"), None)
-    if best is None:
+    if best is None or not best["test_accuracy"]:
         return []
     effects = []
     for row in rows:
-        if row is best:
+        if row is best or not row["test_accuracy"]:
             continue
         found = difference(row["test_accuracy"], best["test_accuracy"])
         effects.append({"name": row["name"], "kind": row.get("kind", ""), **found})

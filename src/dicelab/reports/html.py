@@ -14,6 +14,9 @@ when; a short summary says in plain words when the result is null or negative (t
 configuration is the baseline, or its difference on the test set is not significant); gene
 values are shown in real units (lr 1e-3, adam, off), not as gene codes.
 
+A retraining run that diverged (NaN or infinite loss or weights) is left out of every mean,
+and each section that shows such means says which seeds diverged.
+
 A section appears only when its input exists. Figures are inline SVG with text kept as text
 (sharp at any zoom, searchable), and the style is inline, so the file opens anywhere without
 a network. Every piece of text that comes from a user (study names, configuration values,
@@ -336,6 +339,26 @@ def _is_baseline(search: _Search) -> bool:
     return paper_space.decode_genes(params) == paper_space.decode_genes(baseline)
 
 
+def _divergences(named: Mapping[str, Any]) -> str | None:
+    """One sentence naming the diverged runs of the named retrained configurations (which the
+    means leave out); None when none diverged. A value that is not a mapping is skipped."""
+    from dicelab.tune.evaluate import divergence_note
+
+    notes = (
+        divergence_note(name, result)
+        for name, result in named.items()
+        if isinstance(result, Mapping)
+    )
+    found = [note for note in notes if note is not None]
+    if not found:
+        return None
+    return (
+        "Diverged (NaN or infinite loss or weights), left out of the means: "
+        + "; ".join(found)
+        + "."
+    )
+
+
 def _evaluation_sentence(evaluation: Mapping[str, Any]) -> str | None:
     """One or two sentences on whether the best configuration beat the baseline on test."""
     from dicelab.analysis.tables import difference
@@ -345,7 +368,13 @@ def _evaluation_sentence(evaluation: Mapping[str, Any]) -> str | None:
         return None
     a, b = best.get("test_accuracy") or [], base.get("test_accuracy") or []
     if not a or not b:
-        return None
+        if _divergences({"best": best, "baseline": base}) is None:
+            return None
+        sides = [name for name, runs in (("best configuration", a), ("baseline", b)) if not runs]
+        return (
+            "The best configuration cannot be compared with the baseline: every run of the "
+            f"{' and of the '.join(sides)} diverged."
+        )
     found = difference(a, b)
     delta = float(found["delta"] or 0.0)
     accuracies = (
@@ -394,6 +423,9 @@ def _summary(search: _Search | None, evaluation: Mapping[str, Any] | None) -> li
         sentence = _evaluation_sentence(evaluation)
         if sentence is not None:
             sentences.append(sentence)
+        diverged = _divergences({n: evaluation.get(n) for n in ("best", "baseline")})
+        if diverged is not None:
+            sentences.append(diverged)
     if not sentences:
         return []
     body = "".join(f"<p>{e(s)}</p>" for s in sentences)
@@ -501,14 +533,26 @@ def _evaluation_section(evaluation: Mapping[str, Any] | None) -> list[str]:
     if evaluation is None:
         return []
     reduction = evaluation.get("error_reduction")
-    shown = "n/a" if reduction is None else f"{reduction:.1%}"
-    return [
+    why = evaluation.get("error_reduction_note")
+    shown = f"{reduction:.1%}" if reduction is not None else f"n/a ({why})" if why else "n/a"
+    parts = [
         "<h2>Best configuration against the baseline</h2>",
         f'<p class="headline">Relative test-error reduction: {e(shown)}</p>',
         f"<p>Trained on the full training set for {e(evaluation['epochs'])} epochs, "
         f"{e(evaluation['repeats'])} seeds each.</p>",
         table_html(error_reduction_table(evaluation)),
     ]
+    diverged = _divergences({n: evaluation[n] for n in ("best", "baseline")})
+    if diverged is not None:
+        parts.append(f'<p class="note">{e(diverged)}</p>')
+    return parts
+
+
+def _diverged_share(row: Mapping[str, Any]) -> str | None:
+    """The share of a retrained configuration's runs that diverged ("1/3"); None when none
+    did."""
+    diverged = row.get("diverged") or []
+    return f"{len(diverged)}/{row['runs']}" if diverged else None
 
 
 def _ablation_section(folder: Path) -> list[str]:
@@ -532,8 +576,12 @@ def _ablation_section(folder: Path) -> list[str]:
                 "95% CI low": effect.get("low"),
                 "95% CI high": effect.get("high"),
                 "p": r.get("p_value") if r.get("p_value") is not None else effect.get("p"),
+                "diverged": _diverged_share(r),
             }
         )
+    diverged = _divergences({r["name"]: r for r in rows})
+    if diverged is None:  # the column only where a run diverged
+        table = [{k: v for k, v in row.items() if k != "diverged"} for row in table]
     parts = [
         "<h2>Ablations</h2>",
         f"<p>{e(ablation['epochs'])} epochs, {e(ablation['repeats'])} seeds per variant. Each "
@@ -552,6 +600,8 @@ def _ablation_section(folder: Path) -> list[str]:
             )
         )
     parts.append(raw_table("Raw table: every variant", table_html(table)))
+    if diverged is not None:
+        parts.append(f'<p class="note">{e(diverged)}</p>')
     if ablation.get("inactive"):
         parts.append(
             '<p class="note">Not ablated, because their best value decodes to the '
@@ -565,33 +615,39 @@ def _comparison_section(folder: Path) -> list[str]:
     if comparison is None:
         return []
     rows = comparison["rows"]
-    fig = Figure(figsize=(7, 3.5), layout="constrained")
-    ax = fig.add_subplot()
-    # Points with whiskers, not bars: a bar's length would be read from a cut axis.
-    ax.errorbar(
-        [r["method"] for r in rows],
-        [r["mean"] for r in rows],
-        yerr=[r["std"] for r in rows],
-        fmt="o",
-        color="#55a868",
-        capsize=4,
-    )
-    ax.margins(x=0.15)
-    ax.set_ylabel("test accuracy (mean ± std)")
-    ax.set_title("Optimizers compared")
-    return [
-        "<h2>Optimizer comparison</h2>",
-        f"<p>{e(comparison.get('description', ''))}</p>",
-        figure_html(
-            fig,
-            "Test accuracy by optimizer, mean ± std over the seeds. Points, not bars: the axis "
-            "is zoomed to the data, so read the differences from its scale.",
-        ),
-        raw_table(
-            "Raw table: every optimizer",
-            table_html(rows, ["method", "mean", "std", "test_accuracy", "updates"]),
-        ),
-    ]
+    parts = ["<h2>Optimizer comparison</h2>", f"<p>{e(comparison.get('description', ''))}</p>"]
+    shown = [r for r in rows if r["mean"] is not None]  # a method whose every run diverged: none
+    if shown:
+        fig = Figure(figsize=(7, 3.5), layout="constrained")
+        ax = fig.add_subplot()
+        # Points with whiskers, not bars: a bar's length would be read from a cut axis.
+        ax.errorbar(
+            [r["method"] for r in shown],
+            [r["mean"] for r in shown],
+            yerr=[r["std"] for r in shown],
+            fmt="o",
+            color="#55a868",
+            capsize=4,
+        )
+        ax.margins(x=0.15)
+        ax.set_ylabel("test accuracy (mean ± std)")
+        ax.set_title("Optimizers compared")
+        parts.append(
+            figure_html(
+                fig,
+                "Test accuracy by optimizer, mean ± std over the seeds. Points, not bars: the "
+                "axis is zoomed to the data, so read the differences from its scale.",
+            )
+        )
+    columns = ["method", "mean", "std", "test_accuracy", "updates"]
+    diverged = _divergences({r["method"]: r for r in rows})
+    if diverged is not None:
+        rows = [{**r, "diverged": _diverged_share(r)} for r in rows]
+        columns.append("diverged")
+    parts.append(raw_table("Raw table: every optimizer", table_html(rows, columns)))
+    if diverged is not None:
+        parts.append(f'<p class="note">{e(diverged)}</p>')
+    return parts
 
 
 def _landscape_section(folder: Path) -> list[str]:

@@ -278,21 +278,28 @@ def protocol_images(
 
 
 def _reduction_words(summary: dict[str, Any]) -> str:
-    """The relative test-error reduction of an evaluation with its standard error.
+    """The relative test-error reduction of an evaluation with its standard error, and which
+    runs diverged (the means leave them out).
 
-    r = 1 − e_best/e_base, where each error is a mean over n seeds; by the delta method its
-    standard error is (e_best/e_base)·√((s_best/e_best)² + (s_base/e_base)²)/√n, with s the
-    standard deviation of the test accuracy (that of the test error) over the seeds.
+    r = 1 − e_best/e_base, where each error is a mean over the n completed seeds of its side;
+    by the delta method its standard error is
+    (e_best/e_base)·√((s_best/e_best)²/n_best + (s_base/e_base)²/n_base), with s the standard
+    deviation of the test accuracy (that of the test error) over those seeds.
     """
+    diverged = "; ".join(summary.get("divergences") or [])
     reduction = summary["error_reduction"]
     if reduction is None:
-        return "(no errors)"
+        why = summary.get("error_reduction_note") or "no errors"
+        return f"(no error reduction: {why}; {diverged})" if diverged else f"({why})"
     best, base = summary["best"], summary["baseline"]
-    n = len(best["test_accuracy"])
-    if n < 2 or best["error"] <= 0:
-        return f"error reduction {reduction:.1%}"
-    ratio = best["error"] / base["error"]
-    spread = math.hypot(best["std"] / best["error"], base["std"] / base["error"])
-    return (
-        f"error reduction {reduction:.1%} ± {ratio * spread / math.sqrt(n):.1%} (s.e., {n} seeds)"
-    )
+    n_best, n_base = len(best["test_accuracy"]), len(base["test_accuracy"])
+    words = f"error reduction {reduction:.1%}"
+    if min(n_best, n_base) >= 2 and best["error"] > 0:
+        ratio = best["error"] / base["error"]
+        se = ratio * math.hypot(
+            best["std"] / best["error"] / math.sqrt(n_best),
+            base["std"] / base["error"] / math.sqrt(n_base),
+        )
+        seeds = f"{n_best} seeds" if n_best == n_base else f"{n_best} and {n_base} seeds"
+        words += f" ± {se:.1%} (s.e., {seeds})"
+    return f"{words}, over the completed runs; {diverged}" if diverged else words

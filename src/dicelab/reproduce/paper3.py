@@ -184,7 +184,10 @@ def run(scale: Paper3, folder: Path, workers: int, log: Callable[[str], None]) -
 
     ``comparison.json`` holds one row per run name: the test accuracies over the seeds, their
     mean and std, the updates, and Welch's t-test p-values against SGD (``none``) and against
-    SAM of the same benchmark.
+    SAM of the same benchmark. A run that diverged (NaN or infinite loss or weights) is left
+    out of these: the row counts its ``runs`` and lists the ``diverged`` seeds with the
+    reason, its ``updates`` are those of a completed run (None when every run diverged), and
+    a method whose seed-0 run diverged gets no curvature (a log line says so).
     """
     from dicelab.reports.html import build_report
     from dicelab.tune.evaluate import retrain
@@ -197,11 +200,9 @@ def run(scale: Paper3, folder: Path, workers: int, log: Callable[[str], None]) -
     rows = []
     for name, bench, method in scale.runs():
         got = results[name]
-        result = folder / "runs" / f"{name}-seed{configs[name].seed}" / "result.json"
         rows.append({"method": name, "benchmark": bench, "optimizer": method,
-                     **{k: got[k] for k in ("mean", "std")},
-                     "test_accuracy": got["test_accuracy"],
-                     "updates": json.loads(result.read_text())["updates"]})  # fmt: skip
+                     **{k: got[k] for k in ("mean", "std", "test_accuracy", "runs", "diverged")},
+                     "updates": _updates(folder / "runs", name, got)})  # fmt: skip
     add_welch_p(rows)
     for line in comparison_lines(rows):
         log(line)
@@ -213,16 +214,33 @@ def run(scale: Paper3, folder: Path, workers: int, log: Callable[[str], None]) -
     _atomic.write_json(folder / "comparison.json", {"description": description, "rows": rows})
     log("2/3 Hessian and loss landscape of each seed-0 model")
     for name, config in configs.items():
+        if any(d["seed"] == config.seed for d in results[name]["diverged"]):
+            log(f"    {name}: no Hessian or landscape, its seed-{config.seed} run diverged")
+            continue
         _curvature(folder, name, folder / "runs" / f"{name}-seed{config.seed}", scale)
     log("3/3 report")
     return build_report(folder, title="Reproduction: paper 3")
+
+
+def _updates(runs: Path, name: str, got: dict[str, Any]) -> int | None:
+    """The updates of a completed run of ``name`` (its first completed seed's result.json): a
+    diverged run's result.json counts only the updates before it diverged. None when every
+    run diverged."""
+    diverged = {d["seed"] for d in got["diverged"]}
+    completed = [seed for seed in got["seeds"] if seed not in diverged]
+    if not completed:
+        return None
+    result = runs / f"{name}-seed{completed[0]}" / "result.json"
+    return int(json.loads(result.read_text())["updates"])
 
 
 def add_welch_p(rows: list[dict[str, Any]]) -> None:
     """Add ``p_vs_sgd`` and ``p_vs_sam`` to each row: the two-sided p-value of Welch's t-test
     (unequal variances) of its test accuracies against those of ``none`` and of ``sam`` in
     the same benchmark; ``None`` for the reference itself, when the reference was not run,
-    or when the test is undefined (fewer than two seeds, or no spread in either sample)."""
+    or when the test is undefined (fewer than two seeds, or no spread in either sample).
+    The accuracies are those of the completed runs: a diverged run is not among them, so a
+    method with fewer than two completed runs on either side gets None."""
     from scipy.stats import ttest_ind
 
     for row in rows:
@@ -242,18 +260,22 @@ def add_welch_p(rows: list[dict[str, Any]]) -> None:
 
 
 def comparison_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """The comparison as log lines: mean ± std per run name and both p-values."""
+    """The comparison as log lines: mean ± std per run name (over its completed runs, with
+    the share that diverged) and both p-values, then one line per run name with diverged
+    runs naming their seeds."""
+    from dicelab.tune.evaluate import accuracy_text, divergence_note
 
     def shown(p: float | None) -> str:
         return "-" if p is None else f"{p:.3g}"
 
     lines = [f"{'run':<20} {'test accuracy':>17} {'p vs SGD':>9} {'p vs SAM':>9}"]
     for row in rows:
-        accuracy = f"{row['mean']:.4f} ± {row['std']:.4f}"
         lines.append(
-            f"{row['method']:<20} {accuracy:>17} {shown(row['p_vs_sgd']):>9} "
+            f"{row['method']:<20} {accuracy_text(row):>17} {shown(row['p_vs_sgd']):>9} "
             f"{shown(row['p_vs_sam']):>9}"
         )
+    notes = (divergence_note(row["method"], row) for row in rows)
+    lines += [f"diverged, left out of the means: {note}" for note in notes if note is not None]
     return lines
 
 

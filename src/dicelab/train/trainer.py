@@ -879,9 +879,17 @@ def length_dependence(config: RunConfig) -> str | None:
     return None
 
 
-def finished_result(run_dir: Path, config_hash: str) -> RunResult | None:
-    """The result of a run folder that completed the configuration with ``config_hash``,
-    read back from its ``result.json``; None when the folder holds no such finished run."""
+def finished_result(
+    run_dir: Path, config_hash: str, statuses: tuple[str, ...] = ("completed",)
+) -> RunResult | None:
+    """The result of a run folder that ended the configuration with ``config_hash`` in one of
+    ``statuses``, read back from its ``result.json``; None when the folder holds no such run.
+
+    By default only a completed run counts as finished: ``dicelab train --resume`` continues a
+    diverged run from its last finite checkpoint. A caller that retrains a fixed protocol
+    (:func:`dicelab.tune.evaluate.retrain`) also passes ``"diverged"``: the same configuration
+    and seed diverge again in the same epoch, so training it anew would only cost time.
+    """
     path = run_dir / RESULT
     if not path.is_file():
         return None
@@ -894,7 +902,7 @@ def finished_result(run_dir: Path, config_hash: str) -> RunResult | None:
         ) from None
     if not isinstance(saved, dict):
         saved = {}
-    if saved.get("status") != "completed" or saved.get("config_hash") != config_hash:
+    if saved.get("status") not in statuses or saved.get("config_hash") != config_hash:
         return None
     known = {f.name for f in fields(RunResult)}  # a result.json of another version
     return RunResult(**{key: value for key, value in saved.items() if key in known})

@@ -11,6 +11,13 @@ computed from the mean errors.
 Every run has its own folder under ``<out>/evaluate/``. A finished run is read back, not
 retrained, and an interrupted one resumes from its checkpoint, so the command can be repeated
 after a crash or with more repeats.
+
+A run that diverges (NaN or infinite loss or weights) is recorded, not an error: the other
+runs go on, the means and the error reduction are taken over the completed runs, and every
+table says which seeds diverged (``"best: 1 of 5 runs diverged (seed 3)"``). A diverged run's
+folder is read back like a finished one, since the same configuration and seed diverge again.
+When no run of a configuration completed, its mean and the error reduction are None, with
+the reason beside them.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -31,7 +38,7 @@ from dicelab._progress import Progress
 from dicelab.config import RunConfig, config_hash, from_dict, to_dict
 from dicelab.exceptions import ConfigError, RunError
 from dicelab.train import Trainer
-from dicelab.train.trainer import finished_result
+from dicelab.train.trainer import RunResult, finished_result
 from dicelab.tune.objective import configure
 from dicelab.tune.search import SearchOptions, open_study, usable_cpus
 
@@ -47,15 +54,19 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     return max(done, key=lambda t: (float(t.value or 0.0), -t.number))
 
 
-def _run(job: tuple[dict[str, Any], str, int]) -> tuple[float, bool]:
-    """Train one configuration in its run folder (resuming); its test accuracy, and whether
-    it was read back from an earlier finished run."""
+#: The ends of a retraining run that are read back rather than trained again.
+ENDED = ("completed", "diverged")
+
+
+def _run(job: tuple[dict[str, Any], str, int]) -> tuple[RunResult, bool]:
+    """Train one configuration in its run folder (resuming); its result, completed or
+    diverged, and whether it was read back from an earlier run."""
     data, run_dir, threads = job
     import torch
 
     torch.set_num_threads(threads)
     config = from_dict(data)
-    result = finished_result(Path(run_dir), config_hash(config))  # before any data loads
+    result = finished_result(Path(run_dir), config_hash(config), ENDED)  # before data loads
     read_back = result is not None
     if result is None:
         # The trackers of `log` record every run of this batch in one place: the parent
@@ -63,9 +74,9 @@ def _run(job: tuple[dict[str, Any], str, int]) -> tuple[float, bool]:
         folder = Path(run_dir)
         trainer = Trainer(config, run_dir=folder, track_root=folder.parent, track_run=folder.name)
         result = trainer.fit(resume=True)
-    if result.status != "completed" or result.test_acc is None:
+    if result.status not in ENDED or (result.status == "completed" and result.test_acc is None):
         raise RunError(f"{run_dir}: the run {result.status}: {result.message}")
-    return result.test_acc, read_back
+    return result, read_back
 
 
 #: The techniques whose gene sets a period as a share of the planned epochs,
@@ -126,10 +137,17 @@ def retrain(
     say: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Train each configuration ``repeats`` times on the full training set (seeds ``seed``,
-    ``seed + 1``, ...) in ``out/<name>-seed<s>``; per name: test accuracies, mean, std, error.
+    ``seed + 1``, ...) in ``out/<name>-seed<s>``; per name, the summary of its runs.
 
-    Finished runs are read back and interrupted ones resume, so this can be repeated.
-    ``say`` gets one line per finished run (its test accuracy, the time so far and left).
+    Each summary holds ``test_accuracy`` (the test accuracies of the completed runs, in seed
+    order), their ``mean``, ``std`` and ``error`` (1 − mean; all three None when no run
+    completed), ``epochs``, ``runs`` (how many were run), ``seeds`` (which) and ``diverged``:
+    one ``{"seed", "epoch", "message"}`` per run that diverged, in the epoch named, so the
+    numbers above leave it out (:func:`divergence_note` says so in one line).
+
+    Finished and diverged runs are read back and interrupted ones resume, so this can be
+    repeated. ``say`` gets one line per ended run (its test accuracy, or the divergence and
+    its reason; the time so far and left).
     """
     check_protocol(epochs, repeats, workers)
     jobs = []
@@ -140,33 +158,98 @@ def retrain(
             jobs.append((_final(config, epochs, seed), str(out / f"{name}-seed{seed}"), threads))
     progress = Progress(len(jobs), say)
 
-    def finished(index: int, outcome: tuple[float, bool]) -> float:
-        accuracy, read_back = outcome
+    def finished(index: int, outcome: tuple[RunResult, bool]) -> RunResult:
+        result, read_back = outcome
         how = "read back" if read_back else "trained"
-        progress.step(f"{Path(jobs[index][1]).name}: test accuracy {accuracy:.4f} ({how})")
-        return accuracy
+        if result.status == "diverged":
+            ended = f"diverged: {result.message}"
+        else:
+            ended = f"test accuracy {result.test_acc:.4f}"
+        progress.step(f"{Path(jobs[index][1]).name}: {ended} ({how})")
+        return result
 
-    accuracies: list[float] = [0.0] * len(jobs)
+    ends: dict[int, RunResult] = {}
     if workers == 1:
         for i, job in enumerate(jobs):
-            accuracies[i] = finished(i, _run(job))
+            ends[i] = finished(i, _run(job))
     else:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
             futures = {pool.submit(_run, job): i for i, job in enumerate(jobs)}
             for future in as_completed(futures):
-                accuracies[futures[future]] = finished(futures[future], future.result())
+                ends[futures[future]] = finished(futures[future], future.result())
     results: dict[str, dict[str, Any]] = {}
     for i, name in enumerate(configs):
-        accs = accuracies[i * repeats : (i + 1) * repeats]
-        results[name] = {
-            "test_accuracy": accs,
-            "mean": statistics.mean(accs),
-            "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-            "error": 1 - statistics.mean(accs),
-            "epochs": from_dict(jobs[i * repeats][0]).train.epochs,
-        }
+        span = range(i * repeats, (i + 1) * repeats)
+        results[name] = _summarize([jobs[k][0] for k in span], [ends[k] for k in span])
     return results
+
+
+def _summarize(runs: list[dict[str, Any]], ends: list[RunResult]) -> dict[str, Any]:
+    """The summary of one configuration's runs (their configurations and results), as
+    :func:`retrain` describes it: statistics over the completed runs, the diverged listed."""
+    accs = [end.test_acc for end in ends if end.test_acc is not None]
+    diverged = [
+        {"seed": run["seed"], "epoch": end.epochs_completed + 1, "message": end.message}
+        for run, end in zip(runs, ends, strict=True)
+        if end.status == "diverged"
+    ]
+    mean = statistics.mean(accs) if accs else None
+    return {
+        "test_accuracy": accs,
+        "mean": mean,
+        "std": None if mean is None else statistics.stdev(accs) if len(accs) > 1 else 0.0,
+        "error": None if mean is None else 1 - mean,
+        "epochs": from_dict(runs[0]).train.epochs,
+        "runs": len(runs),
+        "seeds": [run["seed"] for run in runs],
+        "diverged": diverged,
+    }
+
+
+def divergence_note(name: str, result: Mapping[str, Any]) -> str | None:
+    """One line on the runs of configuration ``name`` that diverged, such as ``"best: 1 of 5
+    runs diverged (seed 3)"``; None when none did (or ``result`` predates the record).
+
+    >>> divergence_note("best", {"runs": 5, "diverged": [{"seed": 3}]})
+    'best: 1 of 5 runs diverged (seed 3)'
+    """
+    diverged = result.get("diverged") or []
+    if not diverged:
+        return None
+    seeds = ", ".join(str(d["seed"]) for d in diverged)
+    plural = "s" if len(diverged) > 1 else ""
+    return f"{name}: {len(diverged)} of {result['runs']} runs diverged (seed{plural} {seeds})"
+
+
+def accuracy_text(result: Mapping[str, Any]) -> str:
+    """A retrained configuration's test accuracy as a table cell: mean ± std over the
+    completed runs, with the share of its runs that diverged, or only that share when every
+    run diverged.
+
+    >>> accuracy_text({"mean": 0.9, "std": 0.01, "runs": 3, "diverged": [{"seed": 1}]})
+    '0.9000 ± 0.0100 (1/3 diverged)'
+    >>> accuracy_text({"mean": None, "std": None, "runs": 3, "diverged": [{}, {}, {}]})
+    'diverged (3/3)'
+    """
+    diverged = len(result.get("diverged") or [])
+    if result["mean"] is None:
+        return f"diverged ({diverged}/{result['runs']})"
+    shown = f"{result['mean']:.4f} ± {result['std']:.4f}"
+    return f"{shown} ({diverged}/{result['runs']} diverged)" if diverged else shown
+
+
+def error_reduction(
+    best: Mapping[str, Any], baseline: Mapping[str, Any]
+) -> tuple[float | None, str | None]:
+    """``1 − err_best/err_baseline`` from the mean errors over the completed runs, or None
+    and the reason: no run of one side completed, or the baseline makes no errors."""
+    for name, result in (("best", best), ("baseline", baseline)):
+        if result["error"] is None:
+            return None, f"no run of {name} completed"
+    if baseline["error"] <= 0:
+        return None, "the baseline makes no errors"
+    return 1 - best["error"] / baseline["error"], None
 
 
 def evaluate(
@@ -178,7 +261,12 @@ def evaluate(
     say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Retrain the best and the baseline configuration ``repeats`` times; the summary.
-    ``say`` gets one progress line per finished run."""
+    ``say`` gets one progress line per ended run.
+
+    Besides each configuration's :func:`retrain` summary, it holds ``error_reduction``
+    (None when it cannot be computed, ``error_reduction_note`` saying why) and
+    ``divergences``, one :func:`divergence_note` per configuration with a diverged run.
+    """
     check_protocol(epochs, repeats, workers)
     study = open_study(options)
     best = best_trial(study)
@@ -205,17 +293,19 @@ def evaluate(
         "repeats": repeats,
         **results,
     }
-    base_error = summary["baseline"]["error"]
-    summary["error_reduction"] = (
-        1 - summary["best"]["error"] / base_error if base_error > 0 else None
-    )
+    reduction, why = error_reduction(results["best"], results["baseline"])
+    summary["error_reduction"] = reduction
+    summary["error_reduction_note"] = why
+    notes = (divergence_note(name, results[name]) for name in ("baseline", "best"))
+    summary["divergences"] = [note for note in notes if note is not None]
     _atomic.write_json(Path(options.out) / EVALUATION, summary)
     _atomic.write_text(Path(options.out) / REPORT, markdown(summary))
     return summary
 
 
 def markdown(summary: dict[str, Any]) -> str:
-    """The evaluation as a markdown table."""
+    """The evaluation as a markdown table; a diverged run shows in its seed's cell, and a
+    line under the table names the seeds left out of the means."""
     lines = [
         f"Best trial {summary['best_trial']} of study `{summary['study']}` (validation accuracy "
         f"{summary['best_validation_accuracy']:.4f}) against the no-randomness baseline: "
@@ -226,11 +316,26 @@ def markdown(summary: dict[str, Any]) -> str:
     ]
     for name in ("baseline", "best"):
         row = summary[name]
-        seeds = ", ".join(f"{a:.4f}" for a in row["test_accuracy"])
-        lines.append(
-            f"| {name} | {row['mean']:.4f} ± {row['std']:.4f} | {row['error']:.4f} | {seeds} |"
+        diverged = {d["seed"]: d["epoch"] for d in row["diverged"]}
+        accuracies = iter(row["test_accuracy"])
+        seeds = ", ".join(
+            f"diverged (epoch {diverged[seed]})" if seed in diverged else f"{next(accuracies):.4f}"
+            for seed in row["seeds"]
         )
+        error = "—" if row["error"] is None else f"{row['error']:.4f}"
+        lines.append(f"| {name} | {accuracy_text(row)} | {error} | {seeds} |")
     reduction = summary["error_reduction"]
-    shown = "n/a (the baseline makes no errors)" if reduction is None else f"{reduction:.1%}"
-    lines += ["", f"Relative test-error reduction 1 − err_best/err_baseline: **{shown}**", ""]
-    return "\n".join(lines)
+    if reduction is None:
+        shown = f"**n/a** ({summary['error_reduction_note']})"
+    else:
+        over = " over the completed runs" if summary["divergences"] else ""
+        shown = f"**{reduction:.1%}**{over}"
+    lines += ["", f"Relative test-error reduction 1 − err_best/err_baseline: {shown}"]
+    if summary["divergences"]:
+        lines += [
+            "",
+            "Diverged (NaN or infinite loss or weights), left out of the means: "
+            + "; ".join(summary["divergences"])
+            + ".",
+        ]
+    return "\n".join([*lines, ""])
